@@ -1,0 +1,1 @@
+"""Truncated-triplet self-supervised learning pipeline (validate -> convert -> pretrain -> evaluate)."""

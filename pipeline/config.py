@@ -1,0 +1,320 @@
+"""The one shared params file: a typed schema, loading with clear errors, and composition from conf/.
+
+Every stage calls `load_params()` first, so a bad value stops it before any compute. Stages read
+params.yaml (never re-compose with @hydra.main): `dvc exp run -S ...` writes its overrides there.
+
+    python -m pipeline.config compose   # rewrite params.yaml from conf/ (what DVC's Hydra step does)
+    python -m pipeline.config check     # validate params.yaml and print the first error, if any
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+REPO = Path(__file__).resolve().parent.parent
+PARAMS_FILE = REPO / "params.yaml"
+CONF_DIR = REPO / "conf"
+
+PositiveInt = Field(ge=1)
+
+
+class Strict(BaseModel):
+    # Unknown keys are errors: a typo like `loss.kk=3` must not be silently ignored.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+# --- generate: the embedded default dataset -------------------------------------------------------
+class GenClassification(Strict):
+    classes: int = Field(ge=2, le=12)
+    image_size: int = Field(ge=16, le=512)
+    train_per_class: int = PositiveInt
+    val_per_class: int = PositiveInt
+    palette_size: int = Field(ge=4, le=12)
+    scale: tuple[float, float]
+    max_distractors: int = Field(ge=0, le=10)
+    jpeg_quality: int = Field(ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _scale(self):
+        lo, hi = self.scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"generate.classification.scale = {list(self.scale)}: expected 0 < low <= high <= 1")
+        return self
+
+
+class GenSysu(Strict):
+    query_ids: int = PositiveInt
+    distractors: int = Field(ge=0)
+    train_bags: int = PositiveInt
+    images_per_bag: int = PositiveInt
+    identities_per_bag: int = PositiveInt
+    height: int = Field(ge=32, le=1024)
+    width: int = Field(ge=16, le=1024)
+    jpeg_quality: int = Field(ge=1, le=100)
+
+
+class GenCoco(Strict):
+    train_images: int = PositiveInt
+    val_images: int = PositiveInt
+    min_size: int = Field(ge=32, le=2048)
+    max_size: int = Field(ge=32, le=2048)
+    max_objects: int = Field(ge=1, le=20)
+    jpeg_quality: int = Field(ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _sizes(self):
+        if self.min_size > self.max_size:
+            raise ValueError(f"generate.coco.min_size = {self.min_size} > generate.coco.max_size = {self.max_size}")
+        return self
+
+
+class Generate(Strict):
+    out_dir: str
+    seed: int
+    classification: GenClassification
+    sysu: GenSysu
+    coco: GenCoco
+
+
+# --- data: where the datasets live ----------------------------------------------------------------
+class DataClassification(Strict):
+    root: str
+    train_split: str
+    val_split: str
+
+
+class DataSysu(Strict):
+    root: str
+
+
+class DataCoco(Strict):
+    root: str
+    train_split: str
+    val_split: str
+
+
+class Data(Strict):
+    name: str
+    classification: DataClassification
+    sysu: DataSysu
+    coco: DataCoco
+
+
+class Validate(Strict):
+    on_error: Literal["fail", "quarantine"]
+    datasets: list[Literal["classification", "sysu", "coco"]] = Field(min_length=1)
+    min_side: int = PositiveInt
+    max_side: int = PositiveInt
+    allowed_modes: list[str] = Field(min_length=1)
+    min_images_per_class: dict[Literal["train", "val"], int]
+
+    @model_validator(mode="after")
+    def _sides(self):
+        if self.min_side > self.max_side:
+            raise ValueError(f"validate.min_side = {self.min_side} > validate.max_side = {self.max_side}")
+        return self
+
+
+# --- model, loss, train, eval ---------------------------------------------------------------------
+class Model(Strict):
+    arch: Literal["resnet18", "resnet34", "resnet50", "resnet101"]
+    stem: Literal["imagenet", "small"]
+    projector_hidden: int = PositiveInt
+    projector_out: int = PositiveInt
+    predictor_hidden: int = PositiveInt
+    sync_bn: bool
+
+
+class Loss(Strict):
+    name: Literal["truncated_triplet", "byol", "infonce"]
+    variant: Literal["smoothed", "rank", "median", "hardest"]
+    k: int = Field(ge=1)
+    k_end: int = Field(ge=1)
+    gamma: float = Field(gt=0)
+    margin: float = Field(ge=0)
+    temperature: float = Field(gt=0)
+    gather_negatives: bool
+
+    @model_validator(mode="after")
+    def _ranks(self):
+        if self.name == "truncated_triplet" and self.k > self.k_end:
+            raise ValueError(f"loss.k = {self.k} > loss.k_end = {self.k_end}: the deputy ranks k..k_end must be"
+                             " a non-empty range (1 <= k <= k_end)")
+        return self
+
+    def negatives_needed(self) -> int:
+        """Negatives per row the loss needs: rank k_end for smoothed, k for rank, one otherwise."""
+        if self.name != "truncated_triplet":
+            return 1
+        return {"smoothed": self.k_end, "rank": self.k}.get(self.variant, 1)
+
+
+class Train(Strict):
+    epochs: int = PositiveInt
+    batch_size: int = Field(ge=2)
+    accumulate: int = PositiveInt
+    image_size: int = Field(ge=16, le=1024)
+    optimizer: Literal["lars", "sgd", "adamw"]
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(ge=0)
+    momentum: float = Field(ge=0, lt=1)
+    warmup_epochs: float = Field(ge=0)
+    base_ema: float = Field(ge=0, le=1)
+    precision: Literal["fp32", "bf16", "fp16"]
+    channels_last: bool
+    random_resolution: bool
+    num_workers: int = Field(ge=0)
+    checkpoint_every: int = PositiveInt
+    device: Literal["auto", "cpu", "cuda"]
+
+
+class Knn(Strict):
+    k: int = PositiveInt
+    temperature: float = Field(gt=0)
+
+
+class Linear(Strict):
+    epochs: int = PositiveInt
+    lr: float = Field(gt=0)
+    batch_size: int = PositiveInt
+    fast_features: bool
+
+
+class Reid(Strict):
+    height: int = PositiveInt
+    width: int = PositiveInt
+    batch_size: int = PositiveInt
+    adapt_epochs: int = Field(ge=0)
+
+
+class Coco(Strict):
+    schedule: Literal["short", "1x", "2x"]
+    iterations: int = PositiveInt
+    batch_size: int = PositiveInt
+    lr: float = Field(gt=0)
+    train_sizes: list[int] = Field(min_length=1)
+    test_size: int = PositiveInt
+
+
+class Eval(Strict):
+    knn: Knn
+    linear: Linear
+    reid: Reid
+    coco: Coco
+
+
+class Params(Strict):
+    seed: int
+    generate: Generate
+    data: Data
+    validate_: Validate = Field(alias="validate")  # `validate` would shadow a BaseModel method
+    model: Model
+    loss: Loss
+    train: Train
+    eval: Eval
+
+    @model_validator(mode="after")
+    def _batch_has_negatives(self):
+        need = self.loss.negatives_needed()
+        if self.train.batch_size - 1 < need:
+            raise ValueError(
+                f"train.batch_size = {self.train.batch_size} gives {self.train.batch_size - 1} negatives per image"
+                f" on each device, fewer than the {need} that loss '{self.loss.name}' (variant"
+                f" '{self.loss.variant}', k = {self.loss.k}, k_end = {self.loss.k_end}) ranks: use a per-device"
+                f" batch of at least {need + 1}")
+        return self
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, unparsable or fails the schema; the message names every bad key."""
+
+
+def _describe(err: dict, raw: dict) -> str:
+    loc = [str(p) for p in err["loc"]]
+    key = ".".join(loc) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        return f"{key}: unknown key (value {err['input']!r}); check the spelling against conf/"
+    if err["type"] == "missing":
+        return f"{key}: missing required key"
+    if err["type"] == "value_error":  # cross-field checks already name their keys and values
+        return str(err["msg"]).removeprefix("Value error, ")
+    return f"{key} = {err['input']!r}: {err['msg']}"
+
+
+def validate_params(raw: dict, source: str = "params.yaml") -> Params:
+    """Check a params mapping against the schema; raise ParamsError listing every problem."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as e:
+        lines = [f"  - {_describe(err, raw)}" for err in e.errors()]
+        raise ParamsError(f"{source}: invalid parameters:\n" + "\n".join(lines)) from None
+
+
+def read_yaml(path: Path):
+    """Parse YAML 1.2 as DVC does (ruamel): PyYAML would read OmegaConf's `1e-06` as a string."""
+    from ruamel.yaml import YAML
+
+    return YAML(typ="safe", pure=True).load(Path(path).read_text())
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
+    """Read and validate params.yaml (stages call this before doing anything else)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: not found; run `python -m pipeline.config compose` to create it from conf/")
+    from ruamel.yaml import YAMLError
+
+    try:
+        raw = read_yaml(path)
+    except YAMLError as e:
+        raise ParamsError(f"{path}: not valid YAML: {e}") from None
+    return validate_params(raw, str(path))
+
+
+def compose(overrides: list[str] | None = None) -> dict:
+    """Compose conf/ exactly as DVC's Hydra integration does and return it as a plain dict."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        cfg = hydra_compose(config_name="config", overrides=overrides or [])
+    OmegaConf.resolve(cfg)
+    return OmegaConf.to_container(cfg)
+
+
+def write_composed(path: Path = PARAMS_FILE, overrides: list[str] | None = None) -> None:
+    # Same writer as `dvc exp run` (dvc.utils.hydra), so DVC's own rewrites leave the file unchanged.
+    from dvc.utils.hydra import compose_and_dump
+
+    tmp = Path(str(path) + ".tmp")
+    compose_and_dump(tmp, str(CONF_DIR), None, "config", str(REPO), overrides or [])
+    validate_params(read_yaml(tmp), f"{path} (composed from conf/)")
+    tmp.replace(path)
+
+
+def main(argv: list[str]) -> int:
+    cmd = argv[0] if argv else "check"
+    try:
+        if cmd == "compose":
+            write_composed(overrides=argv[1:])
+            print(f"wrote {PARAMS_FILE.relative_to(REPO)} from conf/")
+        elif cmd == "check":
+            load_params()
+            print("params.yaml: ok")
+        else:
+            print(__doc__, file=sys.stderr)
+            return 2
+    except ParamsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""Datasets: the embedded generator and readers for the real on-disk formats."""
