@@ -1,0 +1,67 @@
+"""The embedded ImageFolder set: deterministic bytes, layout, and the readers on it."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.data.generate_classification import ClassificationSpec, draw_example, generate_classification
+from pipeline.data.readers_imagefolder import class_set, read_imagefolder
+
+SMALL = {"classes": 4, "image_size": 32, "train_per_class": 6, "val_per_class": 3, "palette_size": 8,
+         "scale": [0.5, 0.85], "max_distractors": 2, "jpeg_quality": 90}
+
+
+def _digests(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("gen") / "imagenet"
+    generate_classification(root, SMALL, seed=7)
+    return root
+
+
+def test_same_seed_same_bytes_other_seed_differs(generated, tmp_path):
+    again = tmp_path / "again"
+    generate_classification(again, SMALL, seed=7)
+    assert _digests(again) == _digests(generated)
+    other = tmp_path / "other"
+    generate_classification(other, SMALL, seed=8)
+    assert _digests(other).keys() == _digests(generated).keys()
+    assert _digests(other) != _digests(generated)
+
+
+def test_layout_is_imagefolder(generated):
+    assert class_set(generated) == sorted(["circle", "square", "triangle", "star"])
+    train = read_imagefolder(generated, "train")
+    val = read_imagefolder(generated, "val", train.classes)
+    assert len(train.images) == 4 * 6 and len(val.images) == 4 * 3
+    assert all(im.label == train.classes.index(im.class_name) for im in train.images + val.images)
+    with Image.open(train.images[0].path) as im:
+        assert im.format == "JPEG" and im.mode == "RGB" and im.size == (32, 32)
+
+
+def test_no_partial_folder_left_behind(generated):
+    assert not (generated.parent / "imagenet.partial").exists()
+
+
+def test_colour_carries_no_class_information():
+    # Mean colour per class must be alike: a class-specific palette would be a shortcut (CALIBRATION.md).
+    spec = ClassificationSpec.from_dict(SMALL | {"classes": 4})
+    means = np.array([[np.asarray(draw_example(spec, 0, 0, c, i), dtype=np.float32).mean((0, 1))
+                       for i in range(40)] for c in range(4)])  # class x image x rgb
+    per_class = means.mean(1)
+    spread_between = per_class.std(0).mean()
+    spread_within = means.std(1).mean()
+    assert spread_between < 0.35 * spread_within
+
+
+def test_bad_class_count_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="generate.classification.classes = 40"):
+        generate_classification(tmp_path / "x", SMALL | {"classes": 40}, seed=0)
