@@ -1,0 +1,28 @@
+"""What every stage does first: validate params.yaml, set up logging, turn known errors into exit codes."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Callable
+
+from ..config import Params, ParamsError, load_params
+from ..data.errors import DatasetLayoutError
+
+log = logging.getLogger("pipeline")
+
+
+class StageFailed(RuntimeError):
+    """A stage found a problem it has already explained; exit non-zero without a traceback."""
+
+
+def run_stage(name: str, body: Callable[[Params], None]) -> None:
+    """Validate params.yaml, then run the stage body; known errors print one clear message and exit 1."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", stream=sys.stderr)
+    try:
+        params = load_params()
+        body(params)
+    except (ParamsError, DatasetLayoutError, StageFailed) as e:
+        print(f"[{name}] error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None

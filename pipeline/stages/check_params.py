@@ -1,0 +1,29 @@
+"""Stage `check_params`: validate the whole params.yaml before anything else runs.
+
+It depends on every parameter, so `dvc exp run -S loss.k=0` stops here, naming `loss.k`, while the
+data stages (which depend only on their own sections) stay cached.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ._common import log, run_stage
+
+OUT = Path("data/params.json")
+
+
+def main() -> None:
+    def body(params):
+        OUT.parent.mkdir(parents=True, exist_ok=True)
+        tmp = OUT.with_suffix(".tmp")
+        tmp.write_text(json.dumps(params.model_dump(by_alias=True), indent=2, sort_keys=True) + "\n")
+        tmp.replace(OUT)
+        log.info("params.yaml is valid (loss=%s/%s k=%d k_end=%d)", params.loss.name, params.loss.variant,
+                 params.loss.k, params.loss.k_end)
+
+    run_stage("check_params", body)
+
+
+if __name__ == "__main__":
+    main()
