@@ -19,7 +19,12 @@ class StageFailed(RuntimeError):
 def run_stage(name: str, body: Callable[[Params], None]) -> None:
     """Validate params.yaml, then run the stage body; known errors print one clear message and exit 1."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", stream=sys.stderr)
+    # Our own logger only: libraries (GX, DVC) keep their default, quieter levels.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"[{name}] %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.INFO)
+    log.propagate = False
     try:
         params = load_params()
         body(params)

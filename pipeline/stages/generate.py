@@ -25,7 +25,8 @@ STAMP = ".generated.json"
 
 def _stamp(cfg: dict, seed: int, *modules) -> dict:
     code = hashlib.sha256("".join(inspect.getsource(m) for m in modules).encode()).hexdigest()
-    return {"params": cfg, "seed": seed, "code_sha256": code}
+    # Round-trip through JSON so tuples and lists compare equal with what was written.
+    return json.loads(json.dumps({"params": cfg, "seed": seed, "code_sha256": code}))
 
 
 def generate_once(root: Path, cfg: dict, seed: int, write: Callable[[], dict], *modules) -> None:

@@ -39,35 +39,41 @@ def build_tables(params) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def quarantine(tables: dict[str, pd.DataFrame], bad_rows: dict[str, set]) -> tuple[dict, pd.DataFrame]:
-    """Leave offending per-file rows out (and annotations of quarantined COCO images); recount classes."""
-    kept, removed = dict(tables), []
-    for name in PER_FILE_TABLES:
-        if name in kept and bad_rows.get(name):
-            df = kept[name]
-            mask = df.index.isin(list(bad_rows[name]))
-            removed.append(df[mask].assign(table=name)[["table", "path"]])
-            kept[name] = df[~mask].reset_index(drop=True)
-    if "coco_images" in kept and "coco_annotations" in kept and len(kept["coco_annotations"]):
-        ok_ids = set(zip(kept["coco_images"]["split"], kept["coco_images"]["image_id"]))
-        anns = kept["coco_annotations"]
-        keep = [(s, i) in ok_ids for s, i in zip(anns["split"], anns["image_id"])]
-        kept["coco_annotations"] = anns[keep].reset_index(drop=True)
-    if "classification_counts" in kept:
-        counts = kept["classification_counts"].copy()
-        present = kept["classification"].groupby(["split", "class_name"]).size()
-        counts["count"] = [int(present.get((s, c), 0)) for s, c in zip(counts["split"], counts["class_name"])]
-        kept["classification_counts"] = counts
-    gone = pd.concat(removed, ignore_index=True) if removed else pd.DataFrame(columns=["table", "path"])
-    return kept, gone
+def rules_for(params) -> Rules:
+    v, c = params.validate_, params.data.classification
+    split_names = {"train": c.train_split, "val": c.val_split}  # the schema's roles -> folder names
+    return Rules(min_side=v.min_side, max_side=v.max_side, allowed_modes=tuple(v.allowed_modes),
+                 min_images_per_class={split_names[k]: n for k, n in v.min_images_per_class.items()})
+
+
+def quarantine(tables: dict[str, pd.DataFrame], rules: Rules, report, docs_dir: Path | None, rounds: int = 3):
+    """Leave offending per-file rows out and re-check, until clean or nothing more can be left out.
+
+    Leaving a file out can orphan another row (a query whose only gallery match went, an annotation of a
+    quarantined image): those fail the next round and are left out too. Table-level failures (a class
+    with too few images) cannot be quarantined and keep the report failing.
+    """
+    removed = []
+    for _ in range(rounds):
+        bad = {t: rows for t, rows in report.bad_rows.items() if t in PER_FILE_TABLES and rows}
+        if report.success or not bad:
+            break
+        why = {(f.table, f.row): f.expectation for f in report.failures}
+        for name, rows in bad.items():
+            df = tables[name]
+            mask = df.index.isin(list(rows))
+            removed += [{"table": name, "path": p, "expectation": why.get((name, i), "")}
+                        for i, p in zip(df.index[mask], df["path"][mask])]
+            tables[name] = df[~mask].reset_index(drop=True)
+        tables = manifest.refresh_derived(tables)
+        report = run_checks(tables, rules, docs_dir=docs_dir)
+    return tables, report, pd.DataFrame(removed, columns=["table", "path", "expectation"])
 
 
 def main() -> None:
     def body(params):
-        v, c = params.validate_, params.data.classification
-        split_names = {"train": c.train_split, "val": c.val_split}  # the schema's roles -> folder names
-        rules = Rules(min_side=v.min_side, max_side=v.max_side, allowed_modes=tuple(v.allowed_modes),
-                      min_images_per_class={split_names[k]: n for k, n in v.min_images_per_class.items()})
+        v = params.validate_
+        rules = rules_for(params)
         # Our own outputs from an earlier run go first: a failing run must not leave them looking current.
         shutil.rmtree(OUT, ignore_errors=True)
         shutil.rmtree(FAILURES, ignore_errors=True)
@@ -76,12 +82,10 @@ def main() -> None:
             report = run_checks(tables, rules, docs_dir=tmp / "data_docs")
             quarantined = pd.DataFrame(columns=["table", "path", "expectation"])
             if not report.success and v.on_error == "quarantine":
-                log.warning("quarantining %d row(s):\n%s", sum(map(len, report.bad_rows.values())),
-                            report.format_failures())
-                failures = pd.DataFrame([f.__dict__ for f in report.failures])
-                tables, gone = quarantine(tables, report.bad_rows)
-                quarantined = gone.merge(failures[["table", "path", "expectation"]], on=["table", "path"])
-                report = run_checks(tables, rules, docs_dir=tmp / "data_docs")
+                log.warning("quarantine mode, offending rows:\n%s", report.format_failures())
+                tables, report, quarantined = quarantine(tables, rules, report, tmp / "data_docs")
+                log.warning("left %d file(s) out (data/validated/quarantine.csv); nothing was deleted",
+                            len(quarantined))
             if not report.success:
                 _keep_failure_report(tmp, report)
                 raise StageFailed(
