@@ -41,6 +41,14 @@ def _project_files() -> list[str]:
     return [f for f in out if f and (REPO / f).is_file()]
 
 
+def _exp_loss_param(project: Path, name: str, key: str) -> list:
+    """`loss.<key>` of the experiments called `name`, as `dvc exp show --json` lists them."""
+    shown = json.loads(sh(project, "dvc", "exp", "show", "--json").stdout)
+    return [run["data"]["params"]["params.yaml"]["data"]["loss"][key]
+            for rev in shown for exp in (rev.get("experiments") or []) for run in exp["revs"]
+            if run.get("name") == name]
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """A fresh git repository with the project's files and a smaller embedded dataset."""
@@ -89,11 +97,12 @@ def test_exp_run_with_k3_is_listed_and_reruns_no_data_stage(project):
     out = sh(project, "dvc", "exp", "run", "-n", "k3", "-S", "loss.k=3").stdout
     assert "Running stage 'check_params'" in out
     assert "Running stage 'generate'" not in out and "Running stage 'validate'" not in out
-    shown = json.loads(sh(project, "dvc", "exp", "show", "--json").stdout)
-    ks = [exp["data"]["params"]["params.yaml"]["data"]["loss"]["k"]
-          for rev in shown for exp in (rev.get("experiments") or []) for exp in exp["revs"]
-          if exp.get("name") == "k3"]
-    assert ks == [3]
+    assert _exp_loss_param(project, "k3", "k") == [3]
+
+
+def test_exp_run_switches_a_config_group(project):
+    sh(project, "dvc", "exp", "run", "-n", "median", "-S", "loss=median")
+    assert _exp_loss_param(project, "median", "variant") == ["median"]
 
 
 def test_garbage_jpeg_stops_validate_naming_the_file(project):
