@@ -35,13 +35,18 @@ class GenClassification(Strict):
     palette_size: int = Field(ge=4, le=12)
     scale: tuple[float, float]
     max_distractors: int = Field(ge=0, le=10)
+    background_contrast: tuple[float, float]
+    object_texture: float = Field(ge=0, le=1)
+    rotation: float = Field(ge=0, le=180)
     jpeg_quality: int = Field(ge=1, le=100)
 
     @model_validator(mode="after")
-    def _scale(self):
-        lo, hi = self.scale
-        if not 0 < lo <= hi <= 1:
-            raise ValueError(f"generate.classification.scale = {list(self.scale)}: expected 0 < low <= high <= 1")
+    def _ranges(self):
+        for key in ("scale", "background_contrast"):
+            lo, hi = getattr(self, key)
+            if not 0 <= lo <= hi <= 1 or (key == "scale" and lo == 0):
+                raise ValueError(f"generate.classification.{key} = {list(getattr(self, key))}: expected"
+                                 " 0 < low <= high <= 1")
         return self
 
 
@@ -116,6 +121,31 @@ class Validate(Strict):
         if self.min_side > self.max_side:
             raise ValueError(f"validate.min_side = {self.min_side} > validate.max_side = {self.max_side}")
         return self
+
+
+# --- convert: FFCV .beton files and the loaders that read them --------------------------------------
+class ConvertLoader(Strict):
+    order: Literal["random", "quasi_random"]
+    os_cache: bool
+    batches_ahead: int = Field(ge=1, le=16)
+    crop_scale: tuple[float, float]
+    eval_crop_ratio: float = Field(gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _scale(self):
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"convert.loader.crop_scale = {list(self.crop_scale)}: expected 0 < low <= high <= 1")
+        return self
+
+
+class Convert(Strict):
+    max_resolution: int = Field(ge=16, le=4096)
+    write_mode: Literal["jpg", "raw", "proportion"]
+    jpeg_quality: int = Field(ge=1, le=100)
+    compress_probability: float = Field(ge=0, le=1)
+    num_workers: int = Field(ge=0)
+    loader: ConvertLoader
 
 
 # --- model, loss, train, eval ---------------------------------------------------------------------
@@ -211,6 +241,7 @@ class Params(Strict):
     generate: Generate
     data: Data
     validate_: Validate = Field(alias="validate")  # `validate` would shadow a BaseModel method
+    convert: Convert
     model: Model
     loss: Loss
     train: Train
@@ -262,9 +293,12 @@ def read_yaml(path: Path):
     return YAML(typ="safe", pure=True).load(Path(path).read_text())
 
 
-def load_params(path: str | Path = PARAMS_FILE) -> Params:
-    """Read and validate params.yaml (stages call this before doing anything else)."""
-    path = Path(path)
+def load_params(path: str | Path | None = None) -> Params:
+    """Read and validate params.yaml (stages call this before doing anything else).
+
+    The default is `params.yaml` in the working directory: DVC runs every stage from the repository root.
+    """
+    path = Path(path) if path is not None else Path("params.yaml")
     if not path.is_file():
         raise ParamsError(f"{path}: not found; run `python -m pipeline.config compose` to create it from conf/")
     from ruamel.yaml import YAMLError

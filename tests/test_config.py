@@ -18,7 +18,7 @@ def test_params_yaml_is_what_conf_composes_to(raw):
 
 
 def test_committed_params_are_valid():
-    p = load_params()
+    p = load_params(PARAMS_FILE)
     assert p.loss.name == "truncated_triplet" and (p.loss.k, p.loss.k_end) == (2, 10)
 
 

@@ -31,12 +31,16 @@ class ClassificationSpec:
     palette_size: int = 8
     scale: tuple[float, float] = (0.5, 0.85)  # object diameter as a fraction of the image side
     max_distractors: int = 2
+    background_contrast: tuple[float, float] = (0.3, 1.0)  # amplitude of the background texture
+    object_texture: float = 0.5  # probability that the object is textured rather than flat
+    rotation: float = 180.0  # maximum absolute rotation of the object, degrees
     jpeg_quality: int = 90
 
     @classmethod
     def from_dict(cls, d: dict) -> "ClassificationSpec":
         d = dict(d)
-        d["scale"] = tuple(d.get("scale", cls.scale))
+        for key in ("scale", "background_contrast"):
+            d[key] = tuple(d.get(key, getattr(cls, key)))
         return cls(**d)
 
     def class_names(self) -> list[str]:
@@ -51,16 +55,19 @@ def draw_example(spec: ClassificationSpec, seed: int, split: int, label: int, in
     s = spec.image_size
     pal = shapes.PALETTE[: spec.palette_size]
     bg_a, bg_b, fg_a, fg_b = (pal[i] for i in rng.choice(len(pal), 4, replace=False))
-    canvas = shapes.texture(rng, s, s, shapes.jitter_colour(rng, bg_a), shapes.jitter_colour(rng, bg_b))
+    canvas = shapes.texture(rng, s, s, shapes.jitter_colour(rng, bg_a), shapes.jitter_colour(rng, bg_b),
+                            amplitude=spec.background_contrast)
     canvas = _add_distractors(rng, canvas, pal, spec.max_distractors)
 
     radius = 0.5 * s * rng.uniform(*spec.scale)
     margin = 0.6 * radius  # allow the object to be partly cut by the border, as in real photos
     cx, cy = rng.uniform(margin, s - margin, 2)
-    polys = shapes.place(shapes.shape_polygons(shapes.SHAPES[label]), cx, cy, radius,
-                         rng.uniform(0, 2 * math.pi), flip=bool(rng.integers(2)))
+    angle = math.radians(rng.uniform(-spec.rotation, spec.rotation))
+    polys = shapes.place(shapes.shape_polygons(shapes.SHAPES[label]), cx, cy, radius, angle,
+                         flip=bool(rng.integers(2)))
+    textured = rng.random() < spec.object_texture
     fill = shapes.texture(rng, s, s, shapes.jitter_colour(rng, fg_a), shapes.jitter_colour(rng, fg_b),
-                          kind=rng.choice(["flat", "flat", "stripes", "noise"]))
+                          kind=rng.choice(["stripes", "noise"]) if textured else "flat")
     canvas = shapes.composite(canvas, fill, shapes.polygon_mask((s, s), polys))
 
     canvas = canvas * rng.uniform(0.75, 1.15) + rng.normal(0, 4, canvas.shape)  # lighting + sensor noise

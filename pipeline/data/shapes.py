@@ -121,7 +121,7 @@ def jitter_colour(rng: np.random.Generator, base: np.ndarray, amount: float = 12
 
 
 def texture(rng: np.random.Generator, w: int, h: int, colour_a: np.ndarray, colour_b: np.ndarray,
-            kind: str | None = None) -> np.ndarray:
+            kind: str | None = None, amplitude: tuple[float, float] = (0.3, 1.0)) -> np.ndarray:
     """An HxWx3 float image mixing two colours with a random texture (noise, stripes, checks, gradient)."""
     kind = kind or rng.choice(["noise", "stripes", "checks", "gradient", "flat"])
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -142,7 +142,7 @@ def texture(rng: np.random.Generator, w: int, h: int, colour_a: np.ndarray, colo
         t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
     else:
         t = np.full((h, w), 0.5, dtype=np.float32)
-    t = t[..., None] * rng.uniform(0.3, 1.0)
+    t = t[..., None] * rng.uniform(*amplitude)
     return colour_a[None, None, :] * (1 - t) + colour_b[None, None, :] * t
 
 

@@ -1,0 +1,40 @@
+"""python -m pipeline.bench <name> [options]
+
+`<name>` is a module of this package (pipeline/bench/<name>.py) with `main(argv)`; a new benchmark needs
+no registration here. main returns an exit code, or a dict that is printed as the final JSON line.
+  loader   the FFCV two-view SSL loader vs torchvision ImageFolder + DataLoader (img/s, ratio)
+  loss     forward + backward time of the losses
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+import sys
+from pathlib import Path
+
+NOT_BENCHES = {"__main__", "torchvision_ssl"}  # helpers of this package, not benchmarks
+
+
+def available() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)])
+                  if not m.name.startswith("_") and m.name not in NOT_BENCHES)
+
+
+def main(argv: list[str]) -> int:
+    names = available()
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__ + f"\navailable: {', '.join(names)}", file=sys.stderr)
+        return 0 if argv else 2
+    if argv[0] not in names:
+        print(f"error: unknown benchmark {argv[0]!r}; expected one of {names}", file=sys.stderr)
+        return 2
+    result = importlib.import_module(f"{__package__}.{argv[0]}").main(argv[1:])
+    if isinstance(result, dict):
+        print(json.dumps(result))
+        return 0
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
