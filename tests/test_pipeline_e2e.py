@@ -78,7 +78,7 @@ def test_repro_runs_every_stage_and_writes_outputs(project):
     assert summary["success"] is True
     manifests = {p.name for p in (project / "data/validated/manifests").iterdir()}
     assert {"classification.csv", "sysu.csv", "coco_images.csv", "coco_annotations.csv"} <= manifests
-    assert (project / "data/validated/data_docs/index.html").is_file()
+    assert (project / "data/reports/validate/data_docs/index.html").is_file()
     assert (project / "dvc.lock").is_file()
 
 

@@ -3,10 +3,11 @@
 Outputs (all under data/validated/, written to a temporary folder and renamed when complete):
   manifests/<table>.csv   what later stages read (quarantined rows left out)
   quarantine.csv          files left out with the expectation they failed (quarantine mode only)
-  data_docs/index.html    Great Expectations Data Docs
   summary.json            per-table counts and the overall result (a DVC metric)
+and data/reports/validate/{data_docs/index.html,failures.txt}: Great Expectations Data Docs and the list
+of offending rows, written on success and on failure (not a cached output: Data Docs embed run times).
 On failure (the default `validate.on_error: fail`) every offending file is printed with the expectation
-it failed, the report goes to data/validate_failures/ and the stage exits 1, so nothing downstream runs.
+it failed and the stage exits 1, so nothing downstream runs.
 Input files are only read, never modified or deleted.
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ..validation import Rules, run_checks
 from ._common import StageFailed, log, run_stage
 
 OUT = Path("data/validated")
-FAILURES = Path("data/validate_failures")
+REPORT = Path("data/reports/validate")  # Data Docs and the failure list, also written when validation fails
 PER_FILE_TABLES = ("classification", "sysu", "coco_images", "coco_annotations")
 
 
@@ -76,21 +77,25 @@ def main() -> None:
         rules = rules_for(params)
         # Our own outputs from an earlier run go first: a failing run must not leave them looking current.
         shutil.rmtree(OUT, ignore_errors=True)
-        shutil.rmtree(FAILURES, ignore_errors=True)
         tables = build_tables(params)
+        # Data Docs embed run times and random ids: they live beside the cached outputs, not among them,
+        # so that re-running an unchanged validation leaves dvc.lock (and everything downstream) as it was.
+        shutil.rmtree(REPORT, ignore_errors=True)
+        REPORT.mkdir(parents=True)
         with AtomicDir(OUT) as tmp:
-            report = run_checks(tables, rules, docs_dir=tmp / "data_docs")
+            docs = REPORT / "data_docs"
+            report = run_checks(tables, rules, docs_dir=docs)
             quarantined = pd.DataFrame(columns=["table", "path", "expectation"])
             if not report.success and v.on_error == "quarantine":
                 log.warning("quarantine mode, offending rows:\n%s", report.format_failures())
-                tables, report, quarantined = quarantine(tables, rules, report, tmp / "data_docs")
+                tables, report, quarantined = quarantine(tables, rules, report, docs)
                 log.warning("left %d file(s) out (data/validated/quarantine.csv); nothing was deleted",
                             len(quarantined))
+            (REPORT / "failures.txt").write_text(report.format_failures() + "\n")
             if not report.success:
-                _keep_failure_report(tmp, report)
                 raise StageFailed(
                     f"{len(report.failures)} expectation failure(s); every offending row:\n"
-                    f"{report.format_failures()}\nreport and Data Docs: {FAILURES}/ "
+                    f"{report.format_failures()}\nlist and Data Docs: {REPORT}/ "
                     "(set validate.on_error=quarantine to leave bad files out instead)")
             (tmp / "manifests").mkdir()
             for name, df in tables.items():
@@ -99,18 +104,9 @@ def main() -> None:
             summary = report.summary() | {"quarantined": int(len(quarantined))}
             (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
         log.info("all expectations met: %s", {k: len(t) for k, t in tables.items()})
-        log.info("Data Docs: %s", OUT / "data_docs" / "index.html")
+        log.info("Data Docs: %s", REPORT / "data_docs" / "index.html")
 
     run_stage("validate", body)
-
-
-def _keep_failure_report(tmp: Path, report) -> None:
-    """Move what was written aside: the failing run must not leave data/validated looking complete."""
-    FAILURES.mkdir(parents=True, exist_ok=True)
-    (FAILURES / "failures.txt").write_text(report.format_failures() + "\n")
-    (FAILURES / "summary.json").write_text(json.dumps(report.summary(), indent=2, sort_keys=True) + "\n")
-    if (tmp / "data_docs").exists():
-        shutil.copytree(tmp / "data_docs", FAILURES / "data_docs", dirs_exist_ok=True)
 
 
 if __name__ == "__main__":
