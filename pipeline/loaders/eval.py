@@ -52,7 +52,8 @@ class _ImageLoader:
                 torch.set_num_threads(self.torch_threads)
             images = images.squeeze(1) if images.ndim == 5 else images  # RandomCropsDecoder's views axis
             x = self.normalize(to_float(images.permute(0, 3, 1, 2)))
-            yield (x, *(t.view(-1).long() for t in ints))
+            # ffcv reuses its output buffers for later batches: copy the (tiny) integer fields out.
+            yield (x, *(t.view(-1).to(torch.int64, copy=True) for t in ints))
 
 
 class ClassificationEvalLoader(_ImageLoader):

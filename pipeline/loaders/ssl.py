@@ -70,6 +70,18 @@ class SSLLoader:
     def __len__(self) -> int:
         return len(self.loader)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration epoch `epoch` (its order and crops), e.g. when resuming a run."""
+        self.loader.next_epoch = int(epoch)
+
+    def augment_state(self) -> dict[str, torch.Tensor]:
+        """The colour-augmentation generators' states (for checkpoints: a resumed run replays them)."""
+        return {"view1": self.augment.view1.generator.get_state(), "view2": self.augment.view2.generator.get_state()}
+
+    def set_augment_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.augment.view1.generator.set_state(state["view1"].cpu())
+        self.augment.view2.generator.set_state(state["view2"].cpu())
+
     def __iter__(self) -> Iterator[SSLBatch]:
         for crops, label in self.loader:
             if self.torch_threads:  # see torch_threads_for: ffcv resets it at each epoch start
@@ -77,4 +89,5 @@ class SSLLoader:
             # crops: uint8 [B, 2, S, S, 3] (channels last, from the decoder) -> two [B, 3, S, S] views
             crops = crops.permute(1, 0, 4, 2, 3)
             view1, view2 = self.augment(crops[0], crops[1])
-            yield SSLBatch(view1, view2, label.view(-1).long())
+            # ffcv reuses its output buffers for later batches: copy the labels out.
+            yield SSLBatch(view1, view2, label.view(-1).to(torch.int64, copy=True))

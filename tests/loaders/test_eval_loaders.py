@@ -60,3 +60,11 @@ def test_linear_train_loader_gives_single_crops(tiny):
 def test_numba_types_are_not_mutated_by_ffcv(tiny):
     # ffcv 1.0.2 flips `mutable` on numba's interned uint8[::1] type; pipeline.loaders undoes that bug.
     assert nb.uint8[::1].mutable and np.dtype(nb.uint8[::1].dtype.name) == np.uint8
+
+
+def test_labels_kept_across_many_batches_stay_correct(tiny):
+    # ffcv recycles its output buffers every few batches; kept labels must not change underneath.
+    loader = ClassificationEvalLoader(tiny.train, image_size=16, batch_size=2, num_workers=1)
+    labels = torch.cat([b[1] for b in loader])
+    rows = pd.read_csv(tiny.manifest).query("split == 'train'")
+    assert len(loader) > 8 and labels.tolist() == rows["label"].tolist()
