@@ -19,10 +19,14 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
 
-SMALL_GENERATE = {
-    "classification": {"train_per_class": 12, "val_per_class": 3, "image_size": 32},
-    "sysu": {"query_ids": 6, "distractors": 10, "train_bags": 3, "images_per_bag": 4},
-    "coco": {"train_images": 6, "val_images": 3},
+SMALL = {  # conf/<file> -> keys to override, so that `dvc exp run` (which recomposes) keeps them
+    "generate/default.yaml": {
+        "classification": {"train_per_class": 12, "val_per_class": 3, "image_size": 32},
+        "sysu": {"query_ids": 6, "distractors": 10, "train_bags": 3, "images_per_bag": 4},
+        "coco": {"train_images": 6, "val_images": 3}},
+    "train/cpu.yaml": {"epochs": 1, "batch_size": 16, "image_size": 24},
+    "model/resnet18.yaml": {"projector_hidden": 64, "projector_out": 32, "predictor_hidden": 64},
+    "eval/default.yaml": {"knn": {"k": 10}},
 }
 
 
@@ -57,11 +61,14 @@ def project(tmp_path_factory) -> Path:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / rel, root / rel)
     yaml = YAML()
-    gen_file = root / "conf/generate/default.yaml"
-    gen = yaml.load(gen_file)
-    for section, values in SMALL_GENERATE.items():
-        gen[section].update(values)
-    yaml.dump(gen, gen_file)
+    for rel, values in SMALL.items():
+        conf = yaml.load(root / "conf" / rel)
+        for key, value in values.items():
+            if isinstance(value, dict):
+                conf[key].update(value)
+            else:
+                conf[key] = value
+        yaml.dump(conf, root / "conf" / rel)
     sh(root, str(BIN / "python"), "-c",
        "import sys; sys.path.insert(0, '.'); from pipeline import config; "
        "config.REPO = config.Path('.').resolve(); config.CONF_DIR = config.REPO / 'conf'; "
@@ -79,6 +86,10 @@ def test_repro_runs_every_stage_and_writes_outputs(project):
     manifests = {p.name for p in (project / "data/validated/manifests").iterdir()}
     assert {"classification.csv", "sysu.csv", "coco_images.csv", "coco_annotations.csv"} <= manifests
     assert (project / "data/reports/validate/data_docs/index.html").is_file()
+    assert len(list((project / "data/beton").glob("*.beton"))) == 5
+    metrics = json.loads((project / "data/pretrain/metrics.json").read_text())
+    assert metrics["epochs"] == 1 and metrics["random_init_knn_top1"] is not None
+    assert (project / "data/pretrain/backbone.pt").is_file()
     assert (project / "dvc.lock").is_file()
 
 
@@ -95,8 +106,9 @@ def test_exp_run_with_an_invalid_k_fails_naming_the_key(project):
 
 def test_exp_run_with_k3_is_listed_and_reruns_no_data_stage(project):
     out = sh(project, "dvc", "exp", "run", "-n", "k3", "-S", "loss.k=3").stdout
-    assert "Running stage 'check_params'" in out
-    assert "Running stage 'generate'" not in out and "Running stage 'validate'" not in out
+    assert "Running stage 'check_params'" in out and "Running stage 'pretrain'" in out
+    for stage in ("generate", "validate", "convert"):
+        assert f"Running stage '{stage}'" not in out
     assert _exp_loss_param(project, "k3", "k") == [3]
 
 

@@ -1,0 +1,41 @@
+"""Weighted kNN classification on frozen features (InstDisc / BYOL monitor; METHOD.md section 4).
+
+Features are L2-normalised; each val sample takes its k most similar train features (cosine) and
+votes with weight exp(sim / temperature) for their labels.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+@torch.no_grad()
+def knn_top1(train_feats: torch.Tensor, train_labels: torch.Tensor, val_feats: torch.Tensor,
+             val_labels: torch.Tensor, k: int = 200, temperature: float = 0.1, chunk: int = 1024) -> float:
+    """Top-1 accuracy in [0, 1]; processes val rows in chunks to bound memory."""
+    if len(train_feats) == 0 or len(val_feats) == 0:
+        raise ValueError(f"kNN needs non-empty banks, got {len(train_feats)} train and {len(val_feats)} val features")
+    k = min(k, len(train_feats))
+    bank = F.normalize(train_feats.float(), dim=1)
+    classes = int(max(train_labels.max(), val_labels.max())) + 1
+    correct = 0
+    for start in range(0, len(val_feats), chunk):
+        q = F.normalize(val_feats[start:start + chunk].float(), dim=1)
+        sim, idx = (q @ bank.T).topk(k, dim=1)
+        votes = torch.zeros(len(q), classes, device=q.device)
+        votes.scatter_add_(1, train_labels[idx], (sim / temperature).exp())
+        correct += (votes.argmax(1) == val_labels[start:start + chunk]).sum().item()
+    return correct / len(val_feats)
+
+
+@torch.no_grad()
+def extract_features(backbone: torch.nn.Module, batches, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run a backbone in eval mode over (images, labels) batches; restores its previous mode."""
+    was_training = backbone.training
+    backbone.eval()
+    feats, labels = [], []
+    for images, y in batches:
+        feats.append(backbone(images.to(device, non_blocking=True)).float().cpu())
+        labels.append(y.cpu())
+    backbone.train(was_training)
+    return torch.cat(feats), torch.cat(labels)

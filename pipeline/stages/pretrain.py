@@ -1,0 +1,67 @@
+"""Stage `pretrain`: self-supervised pretraining with the configured loss (truncated triplet by default).
+
+Works alone or under `torchrun --nproc_per_node=N python -m pipeline.stages.pretrain` (DDP). Outputs in
+data/pretrain/: checkpoint.pt (resumable; kept between runs), backbone.pt (a plain torchvision
+state_dict), metrics.json, and DVCLive's per-epoch metrics and plots under live/.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..loaders.from_params import classification_eval_loader, ssl_loader
+from ..train import distributed as dist_utils
+from ..train.checkpoint import atomic_save
+from ..train.loop import Pretrainer, TrainingDiverged, pick_device, summarise
+from ._common import StageFailed, log, run_stage
+
+OUT = Path("data/pretrain")
+
+
+def main() -> None:
+    def body(params):
+        device = pick_device(params.train.device)
+        dist = dist_utils.init_from_env(device.type)
+        try:
+            # On the CPU the model is the cost: torch gets every core (the loaders' default leaves the
+            # decoder threads theirs, which halves a 2-core machine's training speed).
+            threads = {"torch_threads": os.cpu_count()} if device.type == "cpu" else {}
+            loaders = (ssl_loader(params, device=device, distributed=dist.enabled, **threads),
+                       classification_eval_loader(params, "classification_train", device=device, **threads),
+                       classification_eval_loader(params, "classification_val", device=device, **threads))
+            trainer = Pretrainer(params, OUT, loaders, dist, device)
+            resumed = trainer.resume()
+            live = _live(resumed) if dist.is_main else None
+            try:
+                state = trainer.fit(live)
+            except TrainingDiverged as e:
+                raise StageFailed(str(e)) from None
+            finally:
+                if live is not None:
+                    live.end()
+            if dist.is_main:
+                atomic_save(trainer.export(), OUT / "backbone.pt")
+                metrics = summarise(state)
+                (OUT / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+                log.info("kNN top-1 %.4f vs random init %.4f; backbone: %s", metrics["knn_top1"],
+                         metrics["random_init_knn_top1"], OUT / "backbone.pt")
+        finally:
+            dist_utils.shutdown()
+
+    run_stage("pretrain", body)
+
+
+def _live(resumed: bool):
+    import shutil
+
+    from dvclive import Live
+
+    if not resumed:  # a fresh run must not append to the curves of another configuration
+        shutil.rmtree(OUT / "live", ignore_errors=True)
+    # dvc.yaml declares the metrics and plots; resume=True continues the step count after a restart.
+    return Live(str(OUT / "live"), dvcyaml=False, save_dvc_exp=False, resume=resumed, report=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Pretraining: optimizer (LARS), schedules, checkpoints, distributed helpers and the loop."""

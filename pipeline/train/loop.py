@@ -1,0 +1,260 @@
+"""The pretraining loop: two-view batches -> symmetrised loss -> optimizer step -> EMA target update.
+
+One `Pretrainer` owns the model, optimizer, loss, loaders and run state. Epoch ends are the unit of
+resumption: a checkpoint (model, optimizer, step, RNG and augmentation generator states, history) is
+written atomically every `train.checkpoint_every` epochs, and a killed run restarted with the same
+parameters continues from it and reproduces an uninterrupted run on CPU.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..evaluation.knn import extract_features, knn_top1
+from ..losses import build_loss, false_negative_rates, loss_hyperparameters
+from ..models import SiameseModel, export_backbone_state_dict
+from ..models.siamese import ema_momentum
+from . import distributed as dist_utils
+from .checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
+from .fingerprint import run_fingerprint
+from .optim import build_optimizer, set_lr
+from .schedule import warmup_cosine
+
+log = logging.getLogger("pipeline")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class RunState:
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps taken
+    history: list[dict] = field(default_factory=list)  # one row of metrics per completed epoch
+    random_init_knn: float | None = None
+
+
+def pick_device(kind: str) -> torch.device:
+    if kind == "cuda" or (kind == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise RuntimeError("train.device = 'cuda' but no CUDA device is visible")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def autocast_for(device: torch.device, precision: str):
+    if precision == "fp32":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def random_resize(x: torch.Tensor, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:
+    """The official model's undocumented trick: resize the whole batch to one random square size."""
+    side = x.shape[-1]
+    size = int(round(side * (lo + (hi - lo) * torch.rand(1, generator=gen).item())))
+    if size == side:
+        return x
+    return nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+class Pretrainer:
+    def __init__(self, params, out_dir: Path, loaders, dist: dist_utils.DistInfo, device: torch.device):
+        self.p, self.out, self.dist, self.device = params, Path(out_dir), dist, device
+        self.train_loader, self.knn_bank_loader, self.knn_val_loader = loaders
+        t = params.train
+        torch.manual_seed(params.seed)  # the same initial weights on every rank (DDP also broadcasts)
+        m = params.model
+        self.model = SiameseModel(m.arch, m.stem, m.projector_hidden, m.projector_out, m.predictor_hidden).to(device)
+        if dist.enabled and m.sync_bn:
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        if t.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.ddp = (nn.parallel.DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda"
+                                                        else None) if dist.enabled else self.model)
+        self.optimizer = build_optimizer(t.optimizer, self.model.online_parameters(), t.lr, t.weight_decay, t.momentum)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=t.precision == "fp16")
+        self.loss_fn = build_loss(params.loss.name, **self._loss_kwargs())
+        self.steps_per_epoch = max(1, len(self.train_loader) // t.accumulate)
+        self.total_steps = self.steps_per_epoch * t.epochs
+        self.warmup_steps = int(round(t.warmup_epochs * self.steps_per_epoch))
+        self.resize_gen = torch.Generator().manual_seed(params.seed * 7 + dist.rank)
+        self.state = RunState()
+        self.fingerprint = run_fingerprint(params)
+        self.checkpoint_path = self.out / "checkpoint.pt"
+
+    # --- setup ---------------------------------------------------------------------------------------
+    def _loss_kwargs(self) -> dict:
+        l = self.p.loss
+        kwargs = {k: getattr(l, k) for k in loss_hyperparameters(l.name)}
+        if l.name == "truncated_triplet" and l.gather_negatives and self.dist.enabled:
+            # METHOD.md section 2: expected false negatives grow with the pool, so the ranks scale with it.
+            kwargs["k"], kwargs["k_end"] = l.k * self.dist.world_size, l.k_end * self.dist.world_size
+        return kwargs
+
+    def resume(self) -> bool:
+        """Load the checkpoint if it belongs to this run (same parameters and code); True if resumed."""
+        if not self.checkpoint_path.exists():
+            return False
+        ckpt = load_checkpoint(self.checkpoint_path, map_location=self.device)
+        if ckpt.get("fingerprint") != self.fingerprint:
+            log.info("%s was written by another configuration: starting from scratch", self.checkpoint_path)
+            return False
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.state = RunState(ckpt["epoch"], ckpt["step"], [dict(h) for h in ckpt["history"]],
+                              ckpt["random_init_knn"])
+        set_rng_state(ckpt["rng"])
+        self.resize_gen.set_state(ckpt["resize_gen"])
+        self.train_loader.set_augment_state(ckpt["augment"])
+        log.info("resumed from %s at epoch %d (step %d)", self.checkpoint_path, self.state.epoch, self.state.step)
+        return True
+
+    def save_checkpoint(self) -> None:
+        if not self.dist.is_main:
+            return
+        atomic_save({
+            "fingerprint": self.fingerprint, "epoch": self.state.epoch, "step": self.state.step,
+            "history": self.state.history, "random_init_knn": self.state.random_init_knn,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(), "rng": rng_state(), "resize_gen": self.resize_gen.get_state(),
+            "augment": self.train_loader.augment_state(),
+        }, self.checkpoint_path)
+
+    # --- evaluation ----------------------------------------------------------------------------------
+    def knn(self) -> float:
+        """kNN top-1 of the online backbone (rank 0 computes it on the full sets)."""
+        bank = extract_features(self.model.backbone, self.knn_bank_loader, self.device)
+        val = extract_features(self.model.backbone, self.knn_val_loader, self.device)
+        k = self.p.eval.knn
+        return knn_top1(*bank, *val, k=k.k, temperature=k.temperature)
+
+    # --- training ------------------------------------------------------------------------------------
+    def _step(self, batch, micro: int, sums: dict) -> None:
+        t = self.p.train
+        view1, view2, labels = batch
+        if t.channels_last:
+            view1 = view1.contiguous(memory_format=torch.channels_last)
+            view2 = view2.contiguous(memory_format=torch.channels_last)
+        if t.random_resolution:
+            view1 = random_resize(view1, 96 / 224, 1.0, self.resize_gen)
+            view2 = random_resize(view2, 128 / 224, 1.0, self.resize_gen)
+        last_micro = (micro + 1) % t.accumulate == 0
+        sync = self.ddp.no_sync() if (self.dist.enabled and not last_micro) else nullcontext()
+        with sync, autocast_for(self.device, t.precision):
+            loss, parts, stats = self._forward(view1, view2, labels)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"step {self.state.step}: loss = {loss.item()} (view1->view2 = {parts[0].item():.4g}, "
+                f"view2->view1 = {parts[1].item():.4g}); last good checkpoint kept at {self.checkpoint_path}; "
+                "lower train.lr or check the data")
+        with sync:
+            self.scaler.scale(loss / t.accumulate).backward()
+        sums["loss"] += loss.item()
+        sums["n"] += 1
+        for key, value in stats.items():
+            sums[key] = sums.get(key, 0.0) + value
+        if last_micro:
+            lr = warmup_cosine(self.state.step, self.total_steps, self.warmup_steps, t.lr)
+            set_lr(self.optimizer, lr)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            momentum = ema_momentum(t.base_ema, self.state.step, self.total_steps)
+            self.model.update_target(momentum)
+            self.state.step += 1
+            sums["lr"], sums["ema"] = lr, momentum
+
+    def _forward(self, view1, view2, labels):
+        """Symmetrised loss through DDP; false-negative rates of the selected ranks when labels exist."""
+        gather = self.p.loss.gather_negatives and self.dist.enabled and self.p.loss.name == "truncated_triplet"
+        loss, parts, (p1, z2) = self.ddp(view1, view2, self._gathered_loss if gather else self.loss_fn)
+        if self.p.loss.name != "truncated_triplet":
+            return loss, parts, {}
+        with torch.no_grad():  # the diagnostic: which images the deputy ranks picked
+            labels = labels.to(p1.device)
+            pool = {"target_negatives": dist_utils.all_gather_cat(z2.float()),
+                    "positive_offset": self.dist.rank * len(z2)} if gather else {}
+            _, st = self.loss_fn(p1.float(), z2.float(), return_stats=True, **pool)
+            rates = false_negative_rates(st, labels, dist_utils.all_gather_cat(labels) if gather else None)
+        return loss, parts, {"fn_selected": rates["selected"].item(), "fn_hardest": rates["hardest"].item()}
+
+    def _gathered_loss(self, online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Negatives from every process: the target projections (no gradient) form one pool."""
+        pool = dist_utils.all_gather_cat(target)
+        return self.loss_fn(online, target, target_negatives=pool, positive_offset=self.dist.rank * len(target))
+
+    def fit(self, live=None) -> RunState:
+        """Train the remaining epochs (call `resume()` first to continue a killed run)."""
+        t = self.p.train
+        if self.state.random_init_knn is None and self.dist.is_main:
+            self.state.random_init_knn = self.knn()  # the baseline every report compares against
+            log.info("random-init kNN top-1: %.4f", self.state.random_init_knn)
+            self.save_checkpoint()
+        for epoch in range(self.state.epoch, t.epochs):
+            self.train_loader.set_epoch(epoch)
+            sums = {"loss": 0.0, "n": 0}
+            t0 = time.perf_counter()
+            for micro, batch in enumerate(self._progress(epoch)):
+                if micro >= self.steps_per_epoch * t.accumulate:
+                    break
+                self._step(batch, micro, sums)
+            seconds = time.perf_counter() - t0
+            self.state.epoch = epoch + 1
+            row = {"epoch": epoch + 1, "step": self.state.step, "loss": sums["loss"] / max(sums["n"], 1),
+                   "lr": sums.get("lr", 0.0), "ema_momentum": sums.get("ema", 0.0),
+                   "images_per_s": sums["n"] * t.batch_size * self.dist.world_size / seconds}
+            for key in ("fn_selected", "fn_hardest"):
+                if key in sums:
+                    row[key] = sums[key] / sums["n"]
+            if self.dist.is_main:
+                row["knn_top1"] = self.knn()
+            self.state.history.append(row)
+            log.info("epoch %d/%d: %s", epoch + 1, t.epochs,
+                     ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
+            if live is not None and self.dist.is_main:
+                for key, value in row.items():
+                    if key != "epoch":
+                        live.log_metric(key, value)
+                live.next_step()
+            if (epoch + 1) % t.checkpoint_every == 0 or epoch + 1 == t.epochs:
+                self.save_checkpoint()
+            dist_utils.barrier()
+        return self.state
+
+    def _progress(self, epoch: int):
+        """A progress bar on a terminal, plain periodic log lines otherwise (CI logs stay short)."""
+        if self.dist.is_main and sys.stderr.isatty() and not os.environ.get("CI"):
+            from tqdm import tqdm
+
+            return tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.p.train.epochs}", leave=False)
+        return self.train_loader
+
+    def export(self) -> dict:
+        return export_backbone_state_dict(self.model.backbone)
+
+
+def summarise(state: RunState) -> dict:
+    """The stage's metrics: final and best kNN next to the random-init baseline, final diagnostics."""
+    last = state.history[-1] if state.history else {}
+    out = {"epochs": state.epoch, "steps": state.step, "random_init_knn_top1": state.random_init_knn,
+           "knn_top1": last.get("knn_top1"), "best_knn_top1": max((h["knn_top1"] for h in state.history
+                                                                      if "knn_top1" in h), default=None),
+           "final_loss": last.get("loss")}
+    if out["knn_top1"] is not None and state.random_init_knn is not None:
+        out["knn_gain_points"] = 100 * (out["knn_top1"] - state.random_init_knn)
+    for key in ("fn_selected", "fn_hardest", "images_per_s"):
+        if key in last:
+            out[key] = last[key]
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}

@@ -1,0 +1,132 @@
+"""The pretrain stage on a tiny project: outputs, export, a killed run resumed equals an uninterrupted one."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from pipeline.config import compose, validate_params
+from pipeline.data.generate_classification import generate_classification
+from pipeline.data.manifest import classification_tables
+from pipeline.ffcv_io.datasets import convert_all
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+CLS = {"classes": 4, "image_size": 32, "train_per_class": 24, "val_per_class": 6, "palette_size": 4,
+       "scale": [0.6, 0.9], "max_distractors": 1, "jpeg_quality": 90}
+OVERRIDES = ["train.epochs=3", "train.batch_size=16", "train.image_size=24", "train.warmup_epochs=1",
+             "train.num_workers=1", "train.checkpoint_every=1", "model.projector_hidden=64",
+             "model.projector_out=32", "model.predictor_hidden=64", "eval.knn.k=10", "eval.linear.batch_size=32"]
+
+
+def _write_params(project: Path, extra: list[str] = ()) -> None:
+    from ruamel.yaml import YAML
+
+    raw = compose([f"data.classification.root={project / 'imagenet'}", *OVERRIDES, *extra])
+    validate_params(raw)
+    YAML().dump(raw, project / "params.yaml")
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    """A project folder with params.yaml, manifests and .beton files for a 4-class set."""
+    project = tmp_path_factory.mktemp("pretrain") / "project"
+    generate_classification(project / "imagenet", CLS, seed=3)
+    _write_params(project)
+    params = validate_params(compose([f"data.classification.root={project / 'imagenet'}", *OVERRIDES]))
+    manifests = project / "data/validated/manifests"
+    manifests.mkdir(parents=True)
+    classification_tables(project / "imagenet", ("train", "val"))["classification"].to_csv(
+        manifests / "classification.csv", index=False)
+    convert_all(params, project / "data/beton", manifest_dir=manifests, num_workers=1)
+    return project
+
+
+def _copy(template: Path, dest: Path) -> Path:
+    shutil.copytree(template, dest, symlinks=True)
+    return dest
+
+
+def _stage(project: Path, **popen) -> subprocess.Popen:
+    env = os.environ | {"PYTHONPATH": str(REPO), "CI": "1", "OMP_NUM_THREADS": "2"}
+    return subprocess.Popen([sys.executable, "-m", "pipeline.stages.pretrain"], cwd=project, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def _run(project: Path) -> str:
+    proc = _stage(project)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    return out
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(template, tmp_path_factory) -> Path:
+    project = _copy(template, tmp_path_factory.mktemp("full") / "project")
+    _run(project)
+    return project
+
+
+def test_outputs_metrics_and_learning_curve(uninterrupted):
+    out = uninterrupted / "data/pretrain"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 3 and metrics["steps"] == 3 * (96 // 16)
+    assert 0 <= metrics["random_init_knn_top1"] <= 1 and 0 <= metrics["knn_top1"] <= 1
+    assert 0 <= metrics["fn_selected"] <= 1 and 0 <= metrics["fn_hardest"] <= 1
+    curve = (out / "live/plots/metrics/knn_top1.tsv").read_text().strip().splitlines()
+    assert curve[0].split("\t")[:2] == ["step", "knn_top1"] and len(curve) == 1 + 3
+
+
+def test_backbone_loads_into_torchvision(uninterrupted):
+    sd = torch.load(uninterrupted / "data/pretrain/backbone.pt", weights_only=True)
+    result = torchvision.models.resnet18(weights=None).load_state_dict(sd, strict=False)
+    assert sorted(result.missing_keys) == ["fc.bias", "fc.weight"] and not result.unexpected_keys
+
+
+def test_killed_run_resumes_to_the_same_weights(template, uninterrupted, tmp_path):
+    project = _copy(template, tmp_path / "project")
+    ckpt = project / "data/pretrain/checkpoint.pt"
+    proc = _stage(project, start_new_session=True)
+    deadline = time.time() + 300
+    # Kill it once the first epoch's checkpoint exists (the random-init one is written at epoch 0).
+    while time.time() < deadline and proc.poll() is None:
+        if ckpt.exists() and torch.load(ckpt, weights_only=True)["epoch"] >= 1:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.2)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (project / "data/pretrain/backbone.pt").exists()
+    out = _run(project)
+    assert "resumed from" in out
+    a = torch.load(project / "data/pretrain/backbone.pt", weights_only=True)
+    b = torch.load(uninterrupted / "data/pretrain/backbone.pt", weights_only=True)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
+
+
+def test_checkpoint_of_another_configuration_is_not_resumed(uninterrupted, tmp_path):
+    project = _copy(uninterrupted, tmp_path / "project")
+    _write_params(project, ["loss.k=3"])
+    out = _run(project)
+    assert "another configuration: starting from scratch" in out
+
+
+def test_nan_loss_stops_with_step_and_keeps_checkpoint(template, tmp_path):
+    project = _copy(template, tmp_path / "project")
+    _write_params(project, ["train.lr=1e30", "train.optimizer=sgd", "train.warmup_epochs=0"])
+    proc = _stage(project)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 1, out
+    assert "loss = nan" in out.lower() or "loss = inf" in out.lower()
+    assert "last good checkpoint kept" in out and "step" in out
+    assert torch.load(project / "data/pretrain/checkpoint.pt", weights_only=True)["epoch"] >= 0
