@@ -4,6 +4,7 @@
 no registration here. main returns an exit code, or a dict that is printed as the final JSON line.
   loader   the FFCV two-view SSL loader vs torchvision ImageFolder + DataLoader (img/s, ratio)
   loss     forward + backward time of the losses
+  train    images/s of real pretraining steps on the embedded default (with and without the loader)
 """
 from __future__ import annotations
 

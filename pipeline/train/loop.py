@@ -76,7 +76,8 @@ class Pretrainer:
         torch.manual_seed(params.seed)  # the same initial weights on every rank (DDP also broadcasts)
         m = params.model
         self.model = SiameseModel(m.arch, m.stem, m.projector_hidden, m.projector_out, m.predictor_hidden).to(device)
-        if dist.enabled and m.sync_bn:
+        if dist.enabled and m.sync_bn and device.type == "cuda":
+            # torch's SyncBatchNorm runs on CUDA only; CPU (gloo) processes keep per-process BN statistics.
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         if t.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)

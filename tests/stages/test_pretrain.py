@@ -130,3 +130,20 @@ def test_nan_loss_stops_with_step_and_keeps_checkpoint(template, tmp_path):
     assert "loss = nan" in out.lower() or "loss = inf" in out.lower()
     assert "last good checkpoint kept" in out and "step" in out
     assert torch.load(project / "data/pretrain/checkpoint.pt", weights_only=True)["epoch"] >= 0
+
+
+@pytest.mark.parametrize("gather", [False, True])
+def test_two_process_gloo_run(template, tmp_path, gather):
+    project = _copy(template, tmp_path / "project")
+    _write_params(project, ["train.epochs=1", f"loss.gather_negatives={str(gather).lower()}"])
+    env = os.environ | {"PYTHONPATH": str(REPO), "CI": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "pipeline.stages.pretrain"], cwd=project, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    metrics = json.loads((project / "data/pretrain/metrics.json").read_text())
+    # 96 images, batch 16 per process, 2 processes: each rank reads its own 48-image shard -> 3 steps.
+    assert metrics["steps"] == 3 and metrics["epochs"] == 1
+    assert (project / "data/pretrain/backbone.pt").is_file()
+    log = proc.stdout + proc.stderr
+    assert log.count("random-init kNN top-1") == 1  # rank 0 alone evaluates and logs
