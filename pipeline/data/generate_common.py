@@ -11,6 +11,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from ..progress import show_progress
+
 
 def item_rng(seed: int, *keys: int) -> np.random.Generator:
     """A generator that depends only on (seed, keys): items are reproducible in any order or process."""
@@ -27,17 +29,11 @@ def run_jobs(fn: Callable, jobs: Sequence, desc: str, workers: int | None = None
     """Run fn over jobs in worker processes, keeping job order in the results; a progress bar on a TTY."""
     workers = workers or min(os.cpu_count() or 1, 4)
     chunks = max(1, len(jobs) // (workers * 8))
-    disable = not _is_tty()
+    disable = not show_progress()
     if workers <= 1 or len(jobs) < 64:
         return [fn(j) for j in tqdm(jobs, desc=desc, disable=disable)]
     with ProcessPoolExecutor(workers) as pool:
         return list(tqdm(pool.map(fn, jobs, chunksize=chunks), total=len(jobs), desc=desc, disable=disable))
-
-
-def _is_tty() -> bool:
-    import sys
-
-    return sys.stderr.isatty() and not os.environ.get("CI")
 
 
 class AtomicDir:

@@ -9,6 +9,8 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
+from ..progress import show_progress
+
 # Modes the loaders accept; L (grayscale) and CMYK are converted to RGB when read, see README.
 ACCEPTED_MODES = ("RGB", "L", "CMYK")
 
@@ -39,7 +41,7 @@ def probe_image(path: Path) -> dict:
 
 def probe_many(paths: list[Path], desc: str = "probing images") -> list[dict]:
     """Probe files in a small thread pool (PIL releases the GIL while decoding)."""
-    disable = not os.isatty(2) or bool(os.environ.get("CI"))
+    disable = not show_progress()
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
         return list(tqdm(pool.map(probe_image, paths, chunksize=64), total=len(paths), desc=desc, disable=disable))
 

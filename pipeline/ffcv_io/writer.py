@@ -16,8 +16,6 @@ are imported from ffcv so the two cannot drift apart.
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from ..progress import show_progress
 from .encode import EncodeSettings, encode_image, init_worker
 
 MIN_PAGE_SIZE = 1 << 21  # ffcv.writer.MIN_PAGE_SIZE (2 MiB)
@@ -58,7 +57,7 @@ def page_size_for(max_resolution: int) -> int:
 
 def _encoded(jobs: list, num_workers: int, desc: str) -> Iterator[tuple[int, int, int, bytes]]:
     """encode_image over jobs, results in job order; a process pool when num_workers > 1."""
-    disable = not sys.stderr.isatty() or bool(os.environ.get("CI"))
+    disable = not show_progress()
     if num_workers <= 1 or len(jobs) < 2 * num_workers:
         yield from tqdm(map(encode_image, jobs), total=len(jobs), desc=desc, disable=disable)
         return
@@ -82,8 +81,14 @@ def write_beton(dest: Path, images: Sequence[tuple[str, str]], ints: Mapping[str
     manifest path). Written to `<dest>.partial` and renamed when complete.
     """
     from ffcv.fields import IntField, RGBImageField
-    from ffcv.types import (ALLOC_TABLE_TYPE, CURRENT_VERSION, TYPE_ID_HANDLER, FieldDescType, HeaderType,
-                            get_metadata_type)
+    from ffcv.types import (
+        ALLOC_TABLE_TYPE,
+        CURRENT_VERSION,
+        TYPE_ID_HANDLER,
+        FieldDescType,
+        HeaderType,
+        get_metadata_type,
+    )
 
     dest = Path(dest)
     n = len(images)

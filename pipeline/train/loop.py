@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from ..evaluation.knn import extract_features, knn_top1
 from ..losses import build_loss, false_negative_rates, loss_hyperparameters
 from ..models import SiameseModel, export_backbone_state_dict
 from ..models.siamese import ema_momentum
+from ..progress import show_progress
 from . import distributed as dist_utils
 from .checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
 from .fingerprint import run_fingerprint
@@ -179,22 +179,26 @@ class Pretrainer:
 
     def _forward(self, view1, view2, labels):
         """Symmetrised loss through DDP; false-negative rates of the selected ranks when labels exist."""
-        gather = self.p.loss.gather_negatives and self.dist.enabled and self.p.loss.name == "truncated_triplet"
-        loss, parts, (p1, z2) = self.ddp(view1, view2, self._gathered_loss if gather else self.loss_fn)
         if self.p.loss.name != "truncated_triplet":
+            loss, parts, _ = self.ddp(view1, view2, self.loss_fn)
             return loss, parts, {}
-        with torch.no_grad():  # the diagnostic: which images the deputy ranks picked
-            labels = labels.to(p1.device)
-            pool = {"target_negatives": dist_utils.all_gather_cat(z2.float()),
-                    "positive_offset": self.dist.rank * len(z2)} if gather else {}
-            _, st = self.loss_fn(p1.float(), z2.float(), return_stats=True, **pool)
-            rates = false_negative_rates(st, labels, dist_utils.all_gather_cat(labels) if gather else None)
-        return loss, parts, {"fn_selected": rates["selected"].item(), "fn_hardest": rates["hardest"].item()}
+        gather = self.p.loss.gather_negatives and self.dist.enabled
+        captured = {}
 
-    def _gathered_loss(self, online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Negatives from every process: the target projections (no gradient) form one pool."""
-        pool = dist_utils.all_gather_cat(target)
-        return self.loss_fn(online, target, target_negatives=pool, positive_offset=self.dist.rank * len(target))
+        def loss_fn(online, target):
+            # The first call (view 1 -> view 2) also returns which negatives the deputy ranks picked, so
+            # the diagnostic costs no second loss evaluation.
+            kwargs = {"target_negatives": dist_utils.all_gather_cat(target),
+                      "positive_offset": self.dist.rank * len(target)} if gather else {}
+            if "stats" in captured:
+                return self.loss_fn(online, target, **kwargs)
+            value, captured["stats"] = self.loss_fn(online, target, return_stats=True, **kwargs)
+            return value
+
+        loss, parts, _ = self.ddp(view1, view2, loss_fn)
+        labels = labels.to(view1.device)
+        rates = false_negative_rates(captured["stats"], labels, dist_utils.all_gather_cat(labels) if gather else None)
+        return loss, parts, {"fn_selected": rates["selected"].item(), "fn_hardest": rates["hardest"].item()}
 
     def fit(self, live=None) -> RunState:
         """Train the remaining epochs (call `resume()` first to continue a killed run)."""
@@ -236,7 +240,7 @@ class Pretrainer:
 
     def _progress(self, epoch: int):
         """A progress bar on a terminal, plain periodic log lines otherwise (CI logs stay short)."""
-        if self.dist.is_main and sys.stderr.isatty() and not os.environ.get("CI"):
+        if self.dist.is_main and show_progress():
             from tqdm import tqdm
 
             return tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.p.train.epochs}", leave=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline.losses import LOSSES, BYOLLoss, InfoNCELoss, TruncatedTripletLoss, build_loss, false_negative_rates
+from pipeline.losses import LOSSES, BYOLLoss, TruncatedTripletLoss, build_loss, false_negative_rates
 from pipeline.losses import loss_hyperparameters
 
 VARIANTS = ["smoothed", "rank", "median", "hardest"]
