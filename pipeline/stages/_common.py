@@ -8,6 +8,7 @@ from typing import Callable
 
 from ..config import Params, ParamsError, load_params
 from ..data.errors import DatasetLayoutError
+from ..evaluation.backbone_io import BackboneLoadError
 from ..ffcv_io.sidecar import BetonError
 
 log = logging.getLogger("pipeline")
@@ -29,6 +30,6 @@ def run_stage(name: str, body: Callable[[Params], None]) -> None:
     try:
         params = load_params()
         body(params)
-    except (ParamsError, DatasetLayoutError, BetonError, StageFailed) as e:
+    except (ParamsError, DatasetLayoutError, BetonError, BackboneLoadError, StageFailed) as e:
         print(f"[{name}] error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
