@@ -9,6 +9,10 @@ so that an image gets new crops every epoch (random orders are seeded by ffcv wi
 `RandomCropsDecoder` decodes each JPEG once and cuts `views` crops from it, output [B, views, H, W, 3]
 uint8; crop sampling follows torchvision's RandomResizedCrop (10 tries, then a centre crop), the resize
 is ffcv's (OpenCV INTER_AREA; BYOL used bicubic).
+
+`BicubicResizeDecoder` resizes the whole image with PIL's BICUBIC filter (what torchvision's
+Resize(..., BICUBIC) does to a PIL image: a = -0.5, widened when downscaling, 8-bit fixed point), the
+SYSU-30k evaluation protocol's preprocessing; ffcv's own resize is OpenCV INTER_AREA only.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from dataclasses import replace
 from typing import Callable, Tuple
 
 import numpy as np
-from ffcv.fields.rgb_image import ResizedCropRGBImageDecoder, SimpleRGBImageDecoder
+from ffcv.fields.rgb_image import SimpleRGBImageDecoder
 from ffcv.libffcv import imdecode, resize_crop
 from ffcv.pipeline.allocation_query import AllocationQuery
 from ffcv.pipeline.compiler import Compiler
@@ -157,17 +161,132 @@ class RandomCropsDecoder(SimpleRGBImageDecoder):
         return decode
 
 
-def _whole_image(height, width, scale, ratio):
-    return np.uint32(0), np.uint32(0), height, width
+_PRECISION_BITS = 22  # PIL's fixed-point coefficients for 8-bit images (Resample.c: 32 - 8 - 2)
 
 
-class ResizeRGBImageDecoder(ResizedCropRGBImageDecoder):
-    """Resize the whole image to output_size = (height, width), aspect ratio not kept (SYSU-30k's 256 x 128)."""
+@njit(cache=True)
+def _bicubic(x):
+    a = -0.5
+    x = abs(x)
+    if x < 1.0:
+        return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+    if x < 2.0:
+        return (((x - 5.0) * x + 8.0) * x - 4.0) * a
+    return 0.0
+
+
+@njit(cache=True)
+def bicubic_coefficients(in_size, out_size):
+    """(first tap, tap count, fixed-point weights [out_size, taps]) per output pixel, as PIL computes them."""
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    support = 2.0 * filterscale
+    taps = int(np.ceil(support)) * 2 + 1
+    first = np.zeros(out_size, np.int64)
+    count = np.zeros(out_size, np.int64)
+    weights = np.zeros((out_size, taps), np.int64)
+    real = np.zeros(taps, np.float64)
+    for xx in range(out_size):
+        center = (xx + 0.5) * scale
+        xmin = max(int(center - support + 0.5), 0)
+        xmax = min(int(center + support + 0.5), in_size) - xmin
+        total = 0.0
+        for x in range(xmax):
+            real[x] = _bicubic((x + xmin - center + 0.5) / filterscale)
+            total += real[x]
+        for x in range(xmax):
+            w = real[x] / total if total != 0.0 else 0.0
+            # C's (int) truncates towards zero: PIL rounds half away from zero this way.
+            weights[xx, x] = int(w * (1 << _PRECISION_BITS) + (0.5 if w >= 0 else -0.5))
+        first[xx], count[xx] = xmin, xmax
+    return first, count, weights
+
+
+@njit(cache=True)
+def _clip8(acc):
+    v = acc >> _PRECISION_BITS
+    return 0 if v < 0 else (255 if v > 255 else v)
+
+
+@njit(cache=True)
+def _resample_rows(src, dst, first, count, weights):
+    """One 8-bit pass along axis 1: dst[r, x] = clip8(sum_t weights[x, t] * src[r, first[x] + t])."""
+    half = np.int64(1) << (_PRECISION_BITS - 1)
+    for r in range(dst.shape[0]):
+        for xx in range(dst.shape[1]):
+            for c in range(3):
+                acc = half
+                for t in range(count[xx]):
+                    acc += np.int64(src[r, first[xx] + t, c]) * weights[xx, t]
+                dst[r, xx, c] = _clip8(acc)
+
+
+@njit(cache=True)
+def _resample_cols(src, dst, first, count, weights):
+    """One 8-bit pass along axis 0."""
+    half = np.int64(1) << (_PRECISION_BITS - 1)
+    for yy in range(dst.shape[0]):
+        for xx in range(dst.shape[1]):
+            for c in range(3):
+                acc = half
+                for t in range(count[yy]):
+                    acc += np.int64(src[first[yy] + t, xx, c]) * weights[yy, t]
+                dst[yy, xx, c] = _clip8(acc)
+
+
+@njit(cache=True)
+def bicubic_resize(image, out, temp):
+    """Resize an [h, w, 3] uint8 image into out [H, W, 3] with PIL's BICUBIC: a horizontal then a vertical
+    8-bit pass through temp (a flat uint8 buffer of at least h * W * 3 bytes), Pillow's classic order.
+    Pillow 13 sometimes runs the vertical pass first when both sides change and the height shrinks (its rule
+    is undocumented); the 8-bit rounding between passes then differs by a few levels on some pixels."""
+    h, w = image.shape[0], image.shape[1]
+    oh, ow = out.shape[0], out.shape[1]
+    between = temp[: h * ow * 3].reshape(h, ow, 3)
+    first, count, weights = bicubic_coefficients(w, ow)
+    _resample_rows(image, between, first, count, weights)
+    first, count, weights = bicubic_coefficients(h, oh)
+    _resample_cols(between, out, first, count, weights)
+
+
+class BicubicResizeDecoder(SimpleRGBImageDecoder):
+    """Decode an RGBImageField and resize the whole image to output_size = (height, width), aspect ratio
+    not kept, with PIL's BICUBIC filter (SYSU-30k's Resize((256, 128), bicubic)). Output [B, H, W, 3] uint8."""
 
     def __init__(self, output_size: tuple[int, int]):
-        super().__init__((int(output_size[0]), int(output_size[1])))
-        self.scale, self.ratio = (1.0, 1.0), (1.0, 1.0)  # unused, but ffcv's generate_code passes them
+        super().__init__()
+        if min(output_size) < 1:
+            raise ValueError(f"output_size = {output_size}: expected positive (height, width)")
+        self.output_size = (int(output_size[0]), int(output_size[1]))
 
-    @property
-    def get_crop_generator(self):
-        return _whole_image
+    def declare_state_and_memory(self, previous_state: State) -> Tuple[State, AllocationQuery]:
+        max_w = np.uint64(self.metadata["width"].max())
+        max_h = np.uint64(self.metadata["height"].max())
+        shape = (*self.output_size, 3)
+        u8 = np.dtype("<u1")
+        return (replace(previous_state, jit_mode=True, shape=shape, dtype=u8),
+                (AllocationQuery(shape, u8), AllocationQuery((max_h * max_w * np.uint64(3),), u8),
+                 AllocationQuery((max_h * np.uint64(self.output_size[1]) * np.uint64(3),), u8)))
+
+    def generate_code(self) -> Callable:
+        mem_read = self.memory_read
+        my_range = Compiler.get_iterator()
+        imdecode_c = Compiler.compile(imdecode)
+
+        def decode(batch_indices, my_storage, metadata, storage_state):
+            destination, temp_storage, pass_storage = my_storage
+            for dst_ix in my_range(len(batch_indices)):
+                field = metadata[batch_indices[dst_ix]]
+                image_data = mem_read(field["data_ptr"], storage_state)
+                height, width = np.uint32(field["height"]), np.uint32(field["width"])
+                if field["mode"] == _JPG:
+                    temp = temp_storage[dst_ix]
+                    imdecode_c(image_data, temp, height, width, height, width, 0, 0, 1, 1, False, False)
+                    image = temp.reshape(-1)[: 3 * height * width].reshape(height, width, 3)
+                else:
+                    image = image_data.reshape(height, width, 3)
+                bicubic_resize(image, destination[dst_ix], pass_storage[dst_ix])
+            return destination[: len(batch_indices)]
+
+        decode.is_parallel = True
+        return decode

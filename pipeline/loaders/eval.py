@@ -2,7 +2,7 @@
 
     ClassificationEvalLoader  centre crop of side ratio * shorter side, resized to image_size: the same as
                               Resize(image_size / ratio) + CenterCrop(image_size) (ImageNet: 256 -> 224)
-    ReidEvalLoader            the whole image resized to (height, width), SYSU-30k's 256 x 128
+    ReidEvalLoader            the whole image resized to (height, width) with PIL bicubic, SYSU-30k's 256 x 128
     LinearTrainLoader         one random-resized crop + flip per image (linear-probe training), seeded
 
 Each yields (images, label, *other int fields): images float32 [B, 3, H, W], ImageNet-normalised, on
@@ -16,7 +16,7 @@ from typing import Iterator
 import torch
 
 from .augment import Normalize, to_float
-from .decoders import RandomCropsDecoder, ResizeRGBImageDecoder
+from .decoders import BicubicResizeDecoder, RandomCropsDecoder
 from .ffcv_common import check_device, dist_info, int_pipeline, make_loader, order_option, torch_threads_for
 
 
@@ -78,7 +78,7 @@ class ReidEvalLoader(_ImageLoader):
     def __init__(self, beton, *, height: int = 256, width: int = 128, batch_size: int = 128, device="cpu",
                  num_workers: int = 2, os_cache: bool = True, distributed: bool = False, batches_ahead: int = 3,
                  manifest: Path | None = None, settings: dict | None = None, torch_threads: int | None = None):
-        super().__init__(beton, ResizeRGBImageDecoder((height, width)), ("label", "camera", "is_distractor"),
+        super().__init__(beton, BicubicResizeDecoder((height, width)), ("label", "camera", "is_distractor"),
                          batch_size=batch_size, device=device, num_workers=num_workers, os_cache=os_cache,
                          distributed=distributed, order="sequential", seed=0, drop_last=False,
                          batches_ahead=batches_ahead, manifest=manifest, settings=settings,
