@@ -1,0 +1,100 @@
+"""The reid_eval stage on a tiny SYSU-30k-layout project: outputs, determinism, and clean failures."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from pipeline.config import compose, validate_params
+from pipeline.data.generate_sysu import generate_sysu
+from pipeline.data.manifest import sysu_tables
+from pipeline.evaluation.backbone_io import random_backbone
+from pipeline.ffcv_io.datasets import convert_all
+from pipeline.models import export_backbone_state_dict
+from pipeline.stages import _common, reid_eval
+
+SYSU = {"query_ids": 4, "distractors": 6, "train_bags": 2, "images_per_bag": 3, "identities_per_bag": 2,
+        "height": 64, "width": 32, "jpeg_quality": 90}
+OVERRIDES = ["data.sysu.root=data/embedded/sysu30k", "eval.reid.height=64", "eval.reid.width=32",
+             "eval.reid.batch_size=4", "train.num_workers=1", "train.device=cpu"]
+
+
+def _params(*extra: str):
+    return validate_params(compose([*OVERRIDES, *extra]))
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    """Dataset, validated manifest, query/gallery .beton files and a 'pretrained' resnet18 export."""
+    root = tmp_path_factory.mktemp("reid") / "project"
+    generate_sysu(root / "data/embedded/sysu30k", SYSU, seed=0)
+    manifests = root / "data/validated/manifests"
+    manifests.mkdir(parents=True)
+    sysu_tables(root / "data/embedded/sysu30k")["sysu"].to_csv(manifests / "sysu.csv", index=False)
+    params = validate_params(compose([f"data.sysu.root={root / 'data/embedded/sysu30k'}", *OVERRIDES[1:]]))
+    convert_all(params, root / "data/beton", manifest_dir=manifests, names=["sysu_query", "sysu_gallery"],
+                num_workers=1)
+    (root / "data/pretrain").mkdir()
+    torch.save(export_backbone_state_dict(random_backbone("resnet18", "imagenet", 123)[0]),
+               root / "data/pretrain/backbone.pt")
+    return root
+
+
+def _run(monkeypatch, cwd: Path, *extra: str) -> None:
+    params = _params(*extra)
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(_common, "load_params", lambda: params)
+    reid_eval.main()
+
+
+def _fails(monkeypatch, capsys, cwd: Path, *extra: str) -> str:
+    with pytest.raises(SystemExit) as e:
+        _run(monkeypatch, cwd, *extra)
+    assert e.value.code == 1
+    return capsys.readouterr().err
+
+
+@pytest.mark.slow  # ~30-50 s on 2 cores: two full runs, each compiling two ffcv pipelines
+def test_metrics_picture_and_determinism(template, tmp_path, monkeypatch):
+    project = shutil.copytree(template, tmp_path / "project")
+    _run(monkeypatch, project)
+    out = project / "data/reid"
+    first = (out / "metrics.json").read_text()
+    m = json.loads(first)
+    for name in ("pretrained", "random_init"):
+        assert m[name]["queries"] == 4 and m[name]["gallery"] == 4 + 6 and m[name]["queries_without_match"] == 0
+        assert all(0 <= m[name][k] <= 1 for k in ("rank1", "rank5", "rank10", "mAP"))
+        assert m[name]["rank1"] <= m[name]["rank5"] <= m[name]["rank10"]
+    assert m["gain"]["mAP"] == pytest.approx(m["pretrained"]["mAP"] - m["random_init"]["mAP"])
+    assert m["protocol"] == {"height": 64, "width": 32, "flip": True, "adapt_epochs": 0}
+    assert (out / "top5.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "top5.png"]  # no temporary files left
+    _run(monkeypatch, project)
+    assert (out / "metrics.json").read_text() == first  # DVC's caching relies on a deterministic stage
+
+
+def test_empty_query_set_is_a_clear_error(template, tmp_path, monkeypatch, capsys):
+    project = shutil.copytree(template, tmp_path / "project")
+    manifest = project / "data/validated/manifests/sysu.csv"
+    rows = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    rows[rows["split"] != "query"].to_csv(manifest, index=False)
+    err = _fails(monkeypatch, capsys, project)
+    assert "sysu.csv: no rows with split 'query' (the query set is empty)" in err
+    assert not (project / "data/reid/metrics.json").exists()
+
+
+def test_checkpoint_of_another_architecture_is_a_clear_error(template, tmp_path, monkeypatch, capsys):
+    project = shutil.copytree(template, tmp_path / "project")
+    err = _fails(monkeypatch, capsys, project, "model=resnet50")
+    assert "[reid_eval] error: data/pretrain/backbone.pt does not fit model.arch='resnet50'" in err
+    assert not (project / "data/reid").exists()
+
+
+def test_adaptation_is_refused_until_built(template, tmp_path, monkeypatch, capsys):
+    project = shutil.copytree(template, tmp_path / "project")
+    err = _fails(monkeypatch, capsys, project, "eval.reid.adapt_epochs=10")
+    assert "eval.reid.adapt_epochs = 10: self-supervised adaptation" in err and "expected 0" in err
