@@ -180,3 +180,12 @@ def test_inputs_are_validated():
         evaluate(qf, qid, qcam, bad, gid, gcam, chunk=4)
     with pytest.raises(ValueError, match="none of the 1 queries has a good match"):
         evaluate(qf[2:], qid[2:], qcam[2:], gf, gid, gcam)
+
+
+def test_benchmark_runs_small_and_reports_memory():
+    from pipeline.bench import reid as bench
+
+    result = bench.main(["--queries", "20", "--gallery", "300", "--dim", "16", "--chunk", "64", "--noise", "0.1"])
+    assert result["bench"] == "reid" and result["gallery"] == 300 and result["within_budget"] is True
+    assert 0 < result["peak_rss_gb"] < bench.MEMORY_BUDGET_GB
+    assert result["rank1"] == 1.0  # tiny noise: every query finds its planted match first
