@@ -44,8 +44,9 @@ def main() -> None:
                 atomic_save(trainer.export(), OUT / "backbone.pt")
                 metrics = summarise(state)
                 (OUT / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-                log.info("kNN top-1 %.4f vs random init %.4f; backbone: %s", metrics["knn_top1"],
-                         metrics["random_init_knn_top1"], OUT / "backbone.pt")
+                log.info("kNN top-1 %.4f vs random init %.4f, linear probe %.4f vs %.4f; backbone: %s",
+                         metrics["knn_top1"], metrics["random_init_knn_top1"], metrics["linear_top1"],
+                         metrics["random_init_linear_top1"], OUT / "backbone.pt")
         finally:
             dist_utils.shutdown()
 

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..evaluation.knn import extract_features, knn_top1
+from ..evaluation.linear import fit_on_features
 from ..losses import build_loss, false_negative_rates, loss_hyperparameters
 from ..models import SiameseModel, export_backbone_state_dict
 from ..models.siamese import ema_momentum
@@ -41,7 +42,7 @@ class RunState:
     epoch: int = 0  # epochs completed
     step: int = 0  # optimizer steps taken
     history: list[dict] = field(default_factory=list)  # one row of metrics per completed epoch
-    random_init_knn: float | None = None
+    random_init: dict | None = None  # the monitor's figures for the starting weights
 
 
 def pick_device(kind: str) -> torch.device:
@@ -115,7 +116,7 @@ class Pretrainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.state = RunState(ckpt["epoch"], ckpt["step"], [dict(h) for h in ckpt["history"]],
-                              ckpt["random_init_knn"])
+                              ckpt["random_init"])
         set_rng_state(ckpt["rng"])
         self.resize_gen.set_state(ckpt["resize_gen"])
         self.train_loader.set_augment_state(ckpt["augment"])
@@ -127,19 +128,27 @@ class Pretrainer:
             return
         atomic_save({
             "fingerprint": self.fingerprint, "epoch": self.state.epoch, "step": self.state.step,
-            "history": self.state.history, "random_init_knn": self.state.random_init_knn,
+            "history": self.state.history, "random_init": self.state.random_init,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(), "rng": rng_state(), "resize_gen": self.resize_gen.get_state(),
             "augment": self.train_loader.augment_state(),
         }, self.checkpoint_path)
 
     # --- evaluation ----------------------------------------------------------------------------------
-    def knn(self) -> float:
-        """kNN top-1 of the online backbone (rank 0 computes it on the full sets)."""
+    def monitor(self) -> dict:
+        """kNN top-1 and a linear probe's top-1 of the online backbone (rank 0, full sets).
+
+        The probe is the linear_eval stage's fast path (a linear head trained on the un-augmented train
+        features, eval.linear's epochs, lr and batch) on the features the kNN already extracted: a few
+        seconds per epoch on the embedded data, and a second view of the learning curve.
+        """
         bank = extract_features(self.model.backbone, self.knn_bank_loader, self.device)
         val = extract_features(self.model.backbone, self.knn_val_loader, self.device)
-        k = self.p.eval.knn
-        return knn_top1(*bank, *val, k=k.k, temperature=k.temperature)
+        k, lin = self.p.eval.knn, self.p.eval.linear
+        classes = int(max(bank[1].max(), val[1].max())) + 1
+        probe = fit_on_features(bank, val, classes=max(classes, 2), epochs=lin.epochs, lr=lin.lr,
+                                batch_size=lin.batch_size, seed=self.p.seed)
+        return {"knn_top1": knn_top1(*bank, *val, k=k.k, temperature=k.temperature), "linear_top1": probe.top1}
 
     # --- training ------------------------------------------------------------------------------------
     def _step(self, batch, micro: int, sums: dict) -> None:
@@ -203,9 +212,10 @@ class Pretrainer:
     def fit(self, live=None) -> RunState:
         """Train the remaining epochs (call `resume()` first to continue a killed run)."""
         t = self.p.train
-        if self.state.random_init_knn is None and self.dist.is_main:
-            self.state.random_init_knn = self.knn()  # the baseline every report compares against
-            log.info("random-init kNN top-1: %.4f", self.state.random_init_knn)
+        if self.state.random_init is None and self.dist.is_main:
+            self.state.random_init = self.monitor()  # the baseline every report compares against
+            log.info("random init: kNN top-1 %.4f, linear probe top-1 %.4f", self.state.random_init["knn_top1"],
+                     self.state.random_init["linear_top1"])
             self.save_checkpoint()
         for epoch in range(self.state.epoch, t.epochs):
             self.train_loader.set_epoch(epoch)
@@ -224,7 +234,7 @@ class Pretrainer:
                 if key in sums:
                     row[key] = sums[key] / sums["n"]
             if self.dist.is_main:
-                row["knn_top1"] = self.knn()
+                row.update(self.monitor())
             self.state.history.append(row)
             log.info("epoch %d/%d: %s", epoch + 1, t.epochs,
                      ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
@@ -253,12 +263,14 @@ class Pretrainer:
 def summarise(state: RunState) -> dict:
     """The stage's metrics: final and best kNN next to the random-init baseline, final diagnostics."""
     last = state.history[-1] if state.history else {}
-    out = {"epochs": state.epoch, "steps": state.step, "random_init_knn_top1": state.random_init_knn,
-           "knn_top1": last.get("knn_top1"), "best_knn_top1": max((h["knn_top1"] for h in state.history
-                                                                      if "knn_top1" in h), default=None),
-           "final_loss": last.get("loss")}
-    if out["knn_top1"] is not None and state.random_init_knn is not None:
-        out["knn_gain_points"] = 100 * (out["knn_top1"] - state.random_init_knn)
+    base = state.random_init or {}
+    out = {"epochs": state.epoch, "steps": state.step, "final_loss": last.get("loss")}
+    for key in ("knn_top1", "linear_top1"):
+        out[key] = last.get(key)
+        out[f"random_init_{key}"] = base.get(key)
+        out[f"best_{key}"] = max((h[key] for h in state.history if key in h), default=None)
+        if out[key] is not None and base.get(key) is not None:
+            out[f"{key.split('_')[0]}_gain_points"] = 100 * (out[key] - base[key])
     for key in ("fn_selected", "fn_hardest", "images_per_s"):
         if key in last:
             out[key] = last[key]

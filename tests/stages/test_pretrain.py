@@ -84,6 +84,11 @@ def test_outputs_metrics_and_learning_curve(uninterrupted):
     assert 0 <= metrics["fn_selected"] <= 1 and 0 <= metrics["fn_hardest"] <= 1
     curve = (out / "live/plots/metrics/knn_top1.tsv").read_text().strip().splitlines()
     assert curve[0].split("\t")[:2] == ["step", "knn_top1"] and len(curve) == 1 + 3
+    assert 0 <= metrics["random_init_linear_top1"] <= 1 and 0 <= metrics["linear_top1"] <= 1
+    assert metrics["linear_gain_points"] == pytest.approx(
+        100 * (metrics["linear_top1"] - metrics["random_init_linear_top1"]))
+    probe = (out / "live/plots/metrics/linear_top1.tsv").read_text().strip().splitlines()
+    assert probe[0].split("\t")[:2] == ["step", "linear_top1"] and len(probe) == 1 + 3
 
 
 def test_backbone_loads_into_torchvision(uninterrupted):
