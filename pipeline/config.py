@@ -227,6 +227,16 @@ class Coco(Strict):
     lr: float = Field(gt=0)
     train_sizes: list[int] = Field(min_length=1)
     test_size: int = PositiveInt
+    fpn_channels: int = Field(ge=8)
+    num_workers: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _sizes(self):
+        bad = [s for s in self.train_sizes if not 32 <= s <= 2048]
+        if bad or not 32 <= self.test_size <= 2048:
+            raise ValueError(f"eval.coco.train_sizes = {list(self.train_sizes)}, eval.coco.test_size ="
+                             f" {self.test_size}: every shorter-side size must be in 32..2048 px")
+        return self
 
 
 class Eval(Strict):
