@@ -13,7 +13,7 @@ from pathlib import Path
 from ..loaders.from_params import classification_eval_loader, ssl_loader
 from ..train import distributed as dist_utils
 from ..train.checkpoint import atomic_save
-from ..train.loop import Pretrainer, TrainingDiverged, pick_device, summarise
+from ..train.loop import Pretrainer, TrainingDiverged, log_to_live, pick_device, summarise
 from ._common import StageFailed, log, run_stage
 
 OUT = Path("data/pretrain")
@@ -31,8 +31,8 @@ def main() -> None:
                        classification_eval_loader(params, "classification_train", device=device, **threads),
                        classification_eval_loader(params, "classification_val", device=device, **threads))
             trainer = Pretrainer(params, OUT, loaders, dist, device)
-            resumed = trainer.resume()
-            live = _live(resumed) if dist.is_main else None
+            trainer.resume()
+            live = _live(trainer.state.history) if dist.is_main else None
             try:
                 state = trainer.fit(live)
             except TrainingDiverged as e:
@@ -53,15 +53,22 @@ def main() -> None:
     run_stage("pretrain", body)
 
 
-def _live(resumed: bool):
+def _live(history: list[dict]):
+    """A fresh DVCLive run with the epochs already done replayed from the checkpoint's history.
+
+    The curves are a function of the history alone: DVC deletes the plots folder before it re-runs the
+    stage, and a resumed run (even one killed after its last epoch) must still produce complete curves.
+    """
     import shutil
 
     from dvclive import Live
 
-    if not resumed:  # a fresh run must not append to the curves of another configuration
-        shutil.rmtree(OUT / "live", ignore_errors=True)
-    # dvc.yaml declares the metrics and plots; resume=True continues the step count after a restart.
-    return Live(str(OUT / "live"), dvcyaml=False, save_dvc_exp=False, resume=resumed, report=None)
+    shutil.rmtree(OUT / "live", ignore_errors=True)
+    # dvc.yaml declares the metrics and plots.
+    live = Live(str(OUT / "live"), dvcyaml=False, save_dvc_exp=False, report=None)
+    for row in history:
+        log_to_live(live, row)
+    return live
 
 
 if __name__ == "__main__":

@@ -239,10 +239,7 @@ class Pretrainer:
             log.info("epoch %d/%d: %s", epoch + 1, t.epochs,
                      ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
             if live is not None and self.dist.is_main:
-                for key, value in row.items():
-                    if key != "epoch":
-                        live.log_metric(key, value)
-                live.next_step()
+                log_to_live(live, row)
             if (epoch + 1) % t.checkpoint_every == 0 or epoch + 1 == t.epochs:
                 self.save_checkpoint()
             dist_utils.barrier()
@@ -258,6 +255,14 @@ class Pretrainer:
 
     def export(self) -> dict:
         return export_backbone_state_dict(self.model.backbone)
+
+
+def log_to_live(live, row: dict) -> None:
+    """One epoch's row as one DVCLive step (every key but `epoch` is a metric)."""
+    for key, value in row.items():
+        if key != "epoch":
+            live.log_metric(key, value)
+    live.next_step()
 
 
 def summarise(state: RunState) -> dict:

@@ -117,6 +117,20 @@ def test_killed_run_resumes_to_the_same_weights(template, uninterrupted, tmp_pat
     b = torch.load(uninterrupted / "data/pretrain/backbone.pt", weights_only=True)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
+    curve = "live/plots/metrics/knn_top1.tsv"
+    assert (project / "data/pretrain" / curve).read_text() == (uninterrupted / "data/pretrain" / curve).read_text()
+
+
+def test_finished_run_rebuilds_outputs_dvc_deleted(uninterrupted, tmp_path):
+    """DVC removes a stage's outputs (not the persistent checkpoint) before re-running it."""
+    project = _copy(uninterrupted, tmp_path / "project")
+    out = project / "data/pretrain"
+    expected = (out / "live/plots/metrics/linear_top1.tsv").read_text()
+    shutil.rmtree(out / "live")
+    (out / "backbone.pt").unlink()
+    assert "resumed from" in _run(project)
+    assert (out / "live/plots/metrics/linear_top1.tsv").read_text() == expected
+    assert (out / "backbone.pt").exists()
 
 
 def test_checkpoint_of_another_configuration_is_not_resumed(uninterrupted, tmp_path):
