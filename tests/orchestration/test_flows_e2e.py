@@ -1,7 +1,7 @@
 """The Prefect flows against a real Prefect server on loopback, on a small fresh copy of the project.
 
 In order: serve the pipeline on a cron schedule and trigger a run of the deployment (it completes, every
-stage up to date); a sweep over loss.k (only check_params and pretrain run, the data stages come from the
+stage up to date); deploy prefect.yaml to a process work pool and let a worker run it; a sweep over loss.k (only check_params and pretrain run, the data stages come from the
 cache; table and plot published); a stage killed once is retried and a stage failing on its own fails the
 flow with the stage named, no retry, and DVC left unlocked.
 """
@@ -120,6 +120,32 @@ def test_served_schedule_creates_a_cron_deployment_and_a_triggered_run_completes
     rows = json.loads(metrics) if isinstance(metrics, str) else metrics
     knn = [r for r in rows if r["stage"] == "pretrain" and r["metric"] == "knn_top1"]
     assert len(knn) == 1 and knn[0]["change"] == 0
+
+
+def test_prefect_yaml_deploys_to_a_process_work_pool_and_a_worker_runs_it(project, server):
+    url = server["PREFECT_API_URL"]
+    sh(project, str(BIN / "prefect"), "work-pool", "create", "ssl-process", "--type", "process", extra_env=server)
+    sh(project, str(BIN / "prefect"), "--no-prompt", "deploy", "--all",
+       extra_env=server | {"SSL_PIPELINE_DIR": str(project)})
+    nightly = api(url, "/deployments/name/ssl-pipeline/nightly")
+    assert [s["schedule"]["cron"] for s in nightly["schedules"]] == ["0 3 * * *"]
+    assert nightly["work_pool_name"] == "ssl-process"
+    assert nightly["pull_steps"] == [{"prefect.deployments.steps.set_working_directory":
+                                      {"directory": str(project)}}]
+    assert api(url, "/deployments/name/ssl-sweep/sweep")["parameters"]["params"] == ["loss.k=1,2,3,5"]
+    worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "ssl-process"], cwd=project,
+                              env=env() | server, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        run = api(url, f"/deployments/{nightly['id']}/create_flow_run", {})
+        done = wait_flow_run(url, run["id"])
+        assert done["state_type"] == "COMPLETED", done["state"]
+    finally:
+        os.killpg(worker.pid, signal.SIGINT)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
 
 
 def test_sweep_runs_only_pretrain_and_publishes_table_and_plot(project, server):
