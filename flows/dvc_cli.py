@@ -162,13 +162,8 @@ _DOT_NODE = re.compile(r'^"(?P<a>[^"]+)";$')
 _DOT_EDGE = re.compile(r'^"(?P<a>[^"]+)" -> "(?P<b>[^"]+)";$')
 
 
-def stages_in_order(root: Path) -> list[str]:
-    """Every stage of the project in an order that runs each after the stages it depends on.
-
-    Read from `dvc dag --dot` (an edge `"a" -> "b"` means b depends on an output of a), so stages added
-    to dvc.yaml are picked up without code changes; among stages that could run next, dvc.yaml's order
-    is kept.
-    """
+def dag(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """(stages in dvc.yaml order, edges) from `dvc dag --dot`; an edge (a, b): b depends on an output of a."""
     run = run_dvc(root, ["dag", "--dot"])
     if not run.ok:
         raise RuntimeError(f"dvc dag failed ({run.returncode}): {run.error_summary()}")
@@ -183,7 +178,28 @@ def stages_in_order(root: Path) -> list[str]:
         for n in (a, b):
             if n not in nodes:
                 nodes.append(n)
-    return toposort(nodes, edges)
+    return nodes, edges
+
+
+def stages_in_order(root: Path) -> list[str]:
+    """Every stage of the project in an order that runs each after the stages it depends on.
+
+    Read from `dvc dag` on every call, so stages added to dvc.yaml are picked up without code changes;
+    among stages that could run next, dvc.yaml's order is kept.
+    """
+    return toposort(*dag(root))
+
+
+def downstream(edges: list[tuple[str, str]], stage: str) -> set[str]:
+    """Every stage that depends, directly or not, on `stage`."""
+    found, todo = set(), [stage]
+    while todo:
+        current = todo.pop()
+        for a, b in edges:
+            if a == current and b not in found:
+                found.add(b)
+                todo.append(b)
+    return found
 
 
 def toposort(nodes: list[str], edges: list[tuple[str, str]]) -> list[str]:

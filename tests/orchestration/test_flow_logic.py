@@ -18,6 +18,12 @@ def test_toposort_keeps_dvc_yaml_order_among_ready_stages():
     assert dvc_cli.toposort(["b", "a"], [("a", "b")]) == ["a", "b"]
 
 
+def test_downstream_follows_edges_transitively():
+    edges = [("convert", "pretrain"), ("pretrain", "linear_eval"), ("linear_eval", "report"), ("convert", "x")]
+    assert dvc_cli.downstream(edges, "pretrain") == {"linear_eval", "report"}
+    assert dvc_cli.downstream(edges, "report") == set()
+
+
 def test_toposort_names_a_cycle():
     with pytest.raises(RuntimeError, match="cycle"):
         dvc_cli.toposort(["a", "b"], [("a", "b"), ("b", "a")])
