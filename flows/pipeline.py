@@ -105,6 +105,10 @@ def _number(value) -> float | None:
 def metric_rows(files_by_stage: dict, before: dict, after: dict, head: dict) -> list[dict]:
     """One row per metric of every stage: value now, before this run, change, committed (HEAD)."""
     rows = []
+    attributed = {path for files in files_by_stage.values() for path in files["metrics"]}
+    loose = sorted(set(after) - attributed)  # e.g. dvc.yaml's top-level `metrics:` list
+    if loose:
+        files_by_stage = files_by_stage | {"-": {"metrics": loose, "plots": []}}
     for stage, files in files_by_stage.items():
         for path in files["metrics"]:
             now = after.get(path, {})
@@ -207,7 +211,12 @@ def ssl_pipeline(overrides: list[str] | None = None, experiment_name: str | None
                 failure = e
                 results.append({"stage": stage, "outcome": dvc_cli.FAILED, "seconds": None})
     failure_line = str(failure).splitlines()[0] if failure else None
-    publish_report(str(root), results, before, overrides, failure_line)
+    try:
+        publish_report(str(root), results, before, overrides, failure_line)
+    except Exception as e:  # noqa: BLE001  (a broken report must not hide the stages' own outcome)
+        if failure is None:
+            raise
+        logger.warning("report not published: %s", e)
     for r in results:
         logger.info("%-16s %s", r["stage"], r["outcome"])
     if failure is not None:

@@ -71,6 +71,11 @@ def test_metric_rows_change_against_previous_run_and_head():
     assert by["new"]["previous run"] is None and by["new"]["change"] is None
 
 
+def test_metric_files_of_no_stage_are_listed_too():
+    rows = metric_rows({}, before={}, after={"top.json": {"acc": 1.0}}, head={})
+    assert [(r["stage"], r["file"], r["metric"]) for r in rows] == [("-", "top.json", "acc")]
+
+
 def test_parse_queued_pairs_each_experiment_with_its_overrides():
     lines = ["Queueing with overrides '{'params.yaml': ['loss.k=1', 'train.lr=0.5']}'.",
              "Queued experiment 'riven-stob' for future execution.",
