@@ -4,7 +4,7 @@ export GX_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: setup repro test test-all params clean-venv
+.PHONY: setup repro test test-all params clean-venv server serve sweep
 
 setup:            ## Debian packages + .venv with the project (editable, dev extras); idempotent
 	bash scripts/setup.sh
@@ -20,3 +20,18 @@ test-all: setup   ## everything except GPU tests, slow ones included
 
 params:           ## rewrite params.yaml from conf/ after editing a config group
 	python -m pipeline.config compose
+
+# Prefect (README, "Orchestration with Prefect"): state in .prefect/ unless PREFECT_HOME is set.
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+PREFECT_PORT ?= 4200
+CRON ?= 0 3 * * *
+SWEEP ?= loss.k=1,2,3,5
+
+server:           ## local Prefect server (SQLite in .prefect/) on http://127.0.0.1:$(PREFECT_PORT)
+	prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
+
+serve:            ## serve the pipeline on the CRON schedule against the local server (Ctrl+C stops)
+	PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:$(PREFECT_PORT)/api} python -m flows.serve --cron "$(CRON)"
+
+sweep:            ## run the SWEEP as DVC experiments through Prefect against the local server
+	PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:$(PREFECT_PORT)/api} python -m flows.sweep -S '$(SWEEP)'

@@ -6,43 +6,12 @@ dataset shrunk so that the whole module takes about a minute.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from ruamel.yaml import YAML
+from small_project import make_small_project, sh
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
-
-SMALL = {  # conf/<file> -> keys to override, so that `dvc exp run` (which recomposes) keeps them
-    "generate/default.yaml": {
-        "classification": {"train_per_class": 12, "val_per_class": 3, "image_size": 32},
-        "sysu": {"query_ids": 6, "distractors": 10, "train_bags": 3, "images_per_bag": 4},
-        "coco": {"train_images": 6, "val_images": 3}},
-    "train/cpu.yaml": {"epochs": 1, "batch_size": 16, "image_size": 24},
-    "model/resnet18.yaml": {"projector_hidden": 64, "projector_out": 32, "predictor_hidden": 64},
-    "eval/default.yaml": {"knn": {"k": 10}},
-}
-
-
-def sh(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
-                        "GX_ANALYTICS_ENABLED": "false", "CI": "1"}
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def _project_files() -> list[str]:
-    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                         capture_output=True, text=True, check=True).stdout.split("\n")
-    return [f for f in out if f and (REPO / f).is_file()]
 
 
 def _exp_loss_param(project: Path, name: str, key: str) -> list:
@@ -56,28 +25,7 @@ def _exp_loss_param(project: Path, name: str, key: str) -> list:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """A fresh git repository with the project's files and a smaller embedded dataset."""
-    root = tmp_path_factory.mktemp("clone") / "project"
-    for rel in _project_files():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / rel, root / rel)
-    yaml = YAML()
-    for rel, values in SMALL.items():
-        conf = yaml.load(root / "conf" / rel)
-        for key, value in values.items():
-            if isinstance(value, dict):
-                conf[key].update(value)
-            else:
-                conf[key] = value
-        yaml.dump(conf, root / "conf" / rel)
-    sh(root, str(BIN / "python"), "-c",
-       "import sys; sys.path.insert(0, '.'); from pipeline import config; "
-       "config.REPO = config.Path('.').resolve(); config.CONF_DIR = config.REPO / 'conf'; "
-       "config.write_composed(config.REPO / 'params.yaml')")
-    sh(root, "git", "init", "-q")
-    sh(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
-    sh(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "fresh clone")
-    sh(root, "dvc", "repro")
-    return root
+    return make_small_project(tmp_path_factory.mktemp("clone") / "project")
 
 
 def test_repro_runs_every_stage_and_writes_outputs(project):

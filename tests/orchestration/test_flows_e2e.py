@@ -1,0 +1,213 @@
+"""The Prefect flows against a real Prefect server on loopback, on a small fresh copy of the project.
+
+In order: serve the pipeline on a cron schedule and trigger a run of the deployment (it completes, every
+stage up to date); deploy prefect.yaml to a process work pool and let a worker run it; a sweep over loss.k (only check_params and pretrain run, the data stages come from the
+cache; table and plot published); a stage killed once is retried and a stage failing on its own fails the
+flow with the stage named, no retry, and DVC left unlocked.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+from small_project import BIN, env, make_small_project, sh
+
+from flows import dvc_cli
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def api(url: str, path: str, body: dict | None = None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"{url}{path}", data=data, method="POST" if data else "GET",
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+def latest_artifact(url: str, key: str):
+    found = api(url, "/artifacts/filter", {"artifacts": {"key": {"any_": [key]}}, "limit": 1, "offset": 0,
+                                           "sort": "CREATED_DESC"})
+    assert found, f"no artifact {key}"
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`prefect server start` on 127.0.0.1 with its SQLite database in a temporary PREFECT_HOME."""
+    home = tmp_path_factory.mktemp("prefect_home")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    penv = {"PREFECT_HOME": str(home), "PREFECT_API_URL": url}
+    proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                            env=env() | penv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if api(url, "/health") is True:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None, "prefect server exited"
+            assert time.monotonic() < deadline, "prefect server did not answer within 120 s"
+            time.sleep(1)
+        yield penv
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    return make_small_project(tmp_path_factory.mktemp("flows") / "project")
+
+
+def wait_flow_run(url: str, run_id: str, timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = api(url, f"/flow_runs/{run_id}")
+        if run["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            return run
+        time.sleep(2)
+    raise AssertionError(f"flow run {run_id} did not finish within {timeout} s")
+
+
+def test_served_schedule_creates_a_cron_deployment_and_a_triggered_run_completes(project, server):
+    url = server["PREFECT_API_URL"]
+    serving = subprocess.Popen([str(BIN / "python"), "-m", "flows.serve", "--cron", "0 3 * * *"], cwd=project,
+                               env=env() | server, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        deployment = None
+        while deployment is None:
+            assert serving.poll() is None, f"flows.serve exited:\n{serving.stdout.read()}"
+            assert time.monotonic() < deadline, "deployment ssl-pipeline/nightly not created within 120 s"
+            try:
+                deployment = api(url, "/deployments/name/ssl-pipeline/nightly")
+            except urllib.error.HTTPError:
+                time.sleep(1)
+        assert [s["schedule"]["cron"] for s in deployment["schedules"]] == ["0 3 * * *"]
+        assert all(s["active"] for s in deployment["schedules"])
+        run = api(url, f"/deployments/{deployment['id']}/create_flow_run", {})
+        done = wait_flow_run(url, run["id"])
+        assert done["state_type"] == "COMPLETED", done["state"]
+    finally:
+        os.killpg(serving.pid, signal.SIGINT)
+        try:
+            serving.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(serving.pid, signal.SIGKILL)
+    report = latest_artifact(url, "ssl-pipeline-report")["data"]
+    stages = dvc_cli.stages_in_order(project)
+    assert {"check_params", "generate", "validate", "convert", "pretrain"} <= set(stages)
+    for stage in stages:
+        assert f"| {stage} | up to date |" in report  # nothing changed since the fixture's dvc repro
+    assert "data_docs/index.html" in report and "plots/index.html" in report
+    metrics = latest_artifact(url, "ssl-pipeline-metrics")["data"]
+    rows = json.loads(metrics) if isinstance(metrics, str) else metrics
+    knn = [r for r in rows if r["stage"] == "pretrain" and r["metric"] == "knn_top1"]
+    assert len(knn) == 1 and knn[0]["change"] == 0
+
+
+def test_prefect_yaml_deploys_to_a_process_work_pool_and_a_worker_runs_it(project, server):
+    url = server["PREFECT_API_URL"]
+    sh(project, str(BIN / "prefect"), "work-pool", "create", "ssl-process", "--type", "process", extra_env=server)
+    sh(project, str(BIN / "prefect"), "--no-prompt", "deploy", "--all",
+       extra_env=server | {"SSL_PIPELINE_DIR": str(project)})
+    nightly = api(url, "/deployments/name/ssl-pipeline/nightly")
+    assert [s["schedule"]["cron"] for s in nightly["schedules"]] == ["0 3 * * *"]
+    assert nightly["work_pool_name"] == "ssl-process"
+    assert nightly["pull_steps"] == [{"prefect.deployments.steps.set_working_directory":
+                                      {"directory": str(project)}}]
+    assert api(url, "/deployments/name/ssl-sweep/sweep")["parameters"]["params"] == ["loss.k=1,2,3,5"]
+    worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "ssl-process"], cwd=project,
+                              env=env() | server, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        run = api(url, f"/deployments/{nightly['id']}/create_flow_run", {})
+        done = wait_flow_run(url, run["id"])
+        assert done["state_type"] == "COMPLETED", done["state"]
+    finally:
+        os.killpg(worker.pid, signal.SIGINT)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+
+
+def test_sweep_runs_only_pretrain_and_publishes_table_and_plot(project, server):
+    url = server["PREFECT_API_URL"]
+    proc = sh(project, str(BIN / "python"), "-m", "flows.sweep", "-S", "loss.k=1,3", "--metric", "knn_top1",
+              extra_env=server, timeout=900)
+    assert proc.returncode == 0
+    table = latest_artifact(url, "ssl-sweep")["data"]
+    rows = json.loads(table) if isinstance(table, str) else table
+    assert sorted(r["loss.k"] for r in rows) == ["1", "3"]
+    _, edges = dvc_cli.dag(project)
+    after_pretrain = dvc_cli.downstream(edges, "pretrain")  # e.g. linear_eval, reid_eval
+    for r in rows:
+        assert r["status"] == "Success" and isinstance(r["knn_top1"], float)
+        assert set(r["stages run"].split(", ")) == {"check_params", "pretrain"} | after_pretrain
+        assert set(r["stages cached"].split(", ")) == {"generate", "validate", "convert"}
+    pngs = list((project / "data/reports/sweeps").glob("*.png"))
+    assert len(pngs) == 1 and pngs[0].stat().st_size > 1000
+    shown = json.loads(sh(project, "dvc", "exp", "show", "--json").stdout)
+    names = {run.get("name") for rev in shown for exp in (rev.get("experiments") or []) for run in exp["revs"]}
+    assert {r["experiment"] for r in rows} <= names
+
+
+def test_killed_stage_is_retried_and_a_failing_stage_fails_the_flow_named(project, server):
+    url = server["PREFECT_API_URL"]
+    lock_before = (project / "dvc.lock").read_text()
+    yaml = YAML()
+    dvc_yaml = yaml.load(project / "dvc.yaml")
+    # Stages added to dvc.yaml are picked up by the flow without any code change.
+    dvc_yaml["stages"]["flaky"] = {  # killed by SIGKILL on its first attempt (a transient failure)
+        "cmd": "python -c \"import os, pathlib, signal; m = pathlib.Path('data/flaky.marker'); first = not "
+               "m.exists(); m.touch(); first and os.kill(os.getpid(), signal.SIGKILL); "
+               "pathlib.Path('data/flaky.txt').write_text('ok')\"",
+        "deps": ["data/pretrain/backbone.pt"], "outs": ["data/flaky.txt"]}
+    dvc_yaml["stages"]["broken"] = {  # fails on its own: not retried
+        "cmd": "python -c \"import sys; print('[broken] error: backbone rejected', file=sys.stderr); sys.exit(1)\"",
+        "deps": ["data/flaky.txt"], "outs": ["data/broken.txt"]}
+    yaml.dump(dvc_yaml, project / "dvc.yaml")
+    try:
+        proc = sh(project, str(BIN / "python"), "-m", "flows.pipeline", check=False, extra_env=server)
+        assert proc.returncode == 1
+        assert "stage 'broken' failed" in proc.stderr and "[broken] error: backbone rejected" in proc.stderr
+        flow_runs = api(url, "/flow_runs/filter", {"flows": {"name": {"any_": ["ssl-pipeline"]}},
+                                                   "sort": "EXPECTED_START_TIME_DESC", "limit": 1, "offset": 0})
+        assert flow_runs[0]["state_type"] == "FAILED" and "stage 'broken'" in flow_runs[0]["state"]["message"]
+        tasks = api(url, "/task_runs/filter", {"flow_runs": {"id": {"any_": [flow_runs[0]["id"]]}},
+                                               "sort": "EXPECTED_START_TIME_DESC", "limit": 50, "offset": 0})
+        runs = {t["name"]: t for t in tasks}
+        assert runs["flaky"]["state_type"] == "COMPLETED" and runs["flaky"]["run_count"] == 2
+        assert runs["broken"]["state_type"] == "FAILED" and runs["broken"]["run_count"] == 1
+        report = latest_artifact(url, "ssl-pipeline-report")["data"]
+        assert "| broken | failed |" in report and "| pretrain | up to date |" in report
+        # DVC is left usable: no lock held, the failed stage not recorded in dvc.lock.
+        status = sh(project, "dvc", "status", check=False)
+        assert status.returncode == 0 and "Unable to acquire lock" not in status.stdout + status.stderr
+        lock = yaml.load(project / "dvc.lock")
+        assert "broken" not in lock["stages"] and "flaky" in lock["stages"]
+        assert not (project / "data/broken.txt").exists()
+    finally:
+        (project / "dvc.lock").write_text(lock_before)
+        sh(project, "git", "checkout", "--", "dvc.yaml")
