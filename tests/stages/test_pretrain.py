@@ -165,4 +165,4 @@ def test_two_process_gloo_run(template, tmp_path, gather):
     assert metrics["steps"] == 3 and metrics["epochs"] == 1
     assert (project / "data/pretrain/backbone.pt").is_file()
     log = proc.stdout + proc.stderr
-    assert log.count("random-init kNN top-1") == 1  # rank 0 alone evaluates and logs
+    assert log.count("random init: kNN top-1") == 1  # rank 0 alone evaluates and logs
