@@ -14,10 +14,11 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .runs import LOSSES, REFERENCE, Point, StudyError, StudySpec, lookup, mismatches, recorded
+from .runs import LOSSES, REFERENCE, Point, StudyError, StudySpec, lookup, mismatches, recorded_by_baseline
 
 METRICS_FILE = "data/pretrain/metrics.json"
 CURVES_DIR = "data/pretrain/live/plots/metrics"
+LOOKBACK = 20  # first-parent commits searched for the study's baseline
 CURVE_KEYS = ("knn_top1", "linear_top1", "loss", "fn_selected", "fn_hardest")
 REPORT = "efficiency.md"
 PICTURES = {"curves": "efficiency_curves.png", "fn": "efficiency_fn.png", "k": "efficiency_k.png"}
@@ -58,17 +59,31 @@ def parse_tsv(text: str, key: str, where: str) -> list[float]:
     return [v for _, v in rows]
 
 
-def collect(root: Path, spec: StudySpec, rev: str = "HEAD") -> tuple[list[Point], dict[str, RunData]]:
-    """Every point of `spec` and the recorded run behind it; StudyError naming what is missing or wrong."""
+def collect(root: Path, spec: StudySpec, rev: str = "HEAD",
+            lookback: int = LOOKBACK) -> tuple[list[Point], dict[str, RunData], str]:
+    """Every point of `spec`, the recorded run behind it, and the baseline commit they were recorded on.
+
+    The baseline is the newest of `rev` and its `lookback` - 1 first-parent ancestors that holds any of
+    the study's runs (committing the report after the study must not lose them); runs are never mixed
+    across baselines. StudyError names what is missing or wrong.
+    """
     points, runs = spec.plan()
-    have = recorded(root, rev)
+    names = {r.name for r in runs}
+    found = recorded_by_baseline(root, rev, lookback)
+    baseline, have = next(((b, h) for b, h in found if names & set(h)), (None, {}))
+    where = f"{rev} or the {lookback - 1} commits before it" if lookback > 1 else rev
+    if baseline is None:
+        raise StudyError(
+            f"none of the study's {len(runs)} runs ({runs[0].name}, ...) is recorded as a DVC experiment of "
+            f"{where}.\nRun the study first: `python -m pipeline.study run` with the same options, or point "
+            "--rev at the commit it was run on (`dvc exp list -A` shows where experiments are).")
     missing = [r.name for r in runs if r.name not in have]
     if missing:
         raise StudyError(
-            f"{len(missing)} of the study's {len(runs)} runs are not recorded as DVC experiments of {rev}: "
-            f"{', '.join(missing)}.\nRun them with `python -m pipeline.study run` and the same options "
-            "(it runs only the missing ones), or report on another baseline with --rev <commit> "
-            "(`dvc exp list -A` shows where experiments are).")
+            f"{len(missing)} of the study's {len(runs)} runs are not recorded as DVC experiments of commit "
+            f"{baseline[:7]}: {', '.join(missing)}.\nRun them with `python -m pipeline.study run` and the same "
+            "options on that commit (it runs only the missing ones), or report on another baseline with "
+            "--rev <commit> (`dvc exp list -A` shows where experiments are).")
     data: dict[str, RunData] = {}
     problems = []
     for run in runs:
@@ -90,7 +105,7 @@ def collect(root: Path, spec: StudySpec, rev: str = "HEAD") -> tuple[list[Point]
         raise StudyError("recorded runs that do not match the study:\n  " + "\n  ".join(problems)
                          + "\nre-run them with `python -m pipeline.study run --force` and the same options")
     check_runs(data)
-    return points, data
+    return points, data, baseline
 
 
 def check_runs(data: dict[str, RunData]) -> None:
@@ -497,6 +512,5 @@ def write_report(s: Summary, out_dir: Path, command: str, baseline: str | None =
 
 
 def report(root: Path, spec: StudySpec, out_dir: Path, rev: str = "HEAD", command: str = "") -> Path:
-    points, data = collect(root, spec, rev)
-    baseline = subprocess.run(["git", "rev-parse", rev], cwd=root, capture_output=True, text=True).stdout.strip()
-    return write_report(summarise(points, data), out_dir, command, baseline or None)
+    points, data, baseline = collect(root, spec, rev)
+    return write_report(summarise(points, data), out_dir, command, baseline)

@@ -175,28 +175,36 @@ def mismatches(params: dict, expect: dict) -> list[str]:
 
 
 # --- what DVC has recorded ----------------------------------------------------------------------------
-def recorded(root: Path, rev: str = "HEAD") -> dict[str, dict]:
-    """name -> {"rev", "params", "metrics"} of the experiments on baseline `rev`, from `dvc exp show --json`.
-
-    Failed or still queued experiments (no commit) are left out.
-    """
+def recorded_by_baseline(root: Path, rev: str = "HEAD", num: int = 1) -> list[tuple[str, dict[str, dict]]]:
+    """[(baseline commit, {name: {"rev", "params", "metrics"}})] for `rev` and the `num` - 1 first-parent
+    commits before it, newest first, from `dvc exp show --json` (failed and queued experiments left out)."""
     from flows import dvc_cli
 
-    shown = dvc_cli.dvc_json(root, "exp", "show", "--json", "--rev", rev, "--hide-queued", "--hide-failed")
-    out: dict[str, dict] = {}
+    shown = dvc_cli.dvc_json(root, "exp", "show", "--json", "--rev", rev, "-n", str(num), "--hide-queued",
+                             "--hide-failed")
+    out = []
     for base in shown:
+        if base.get("rev") == "workspace":
+            continue
+        runs: dict[str, dict] = {}
         for exp in base.get("experiments") or []:
             for run in exp.get("revs") or []:
                 data = run.get("data") or {}
                 if not run.get("name") or run.get("error") or not data:
                     continue
-                out[run["name"]] = {
+                runs[run["name"]] = {
                     "rev": run["rev"],
-                    "baseline": base.get("rev"),
                     "params": (data.get("params") or {}).get("params.yaml", {}).get("data", {}),
                     "metrics": {f: v.get("data", {}) for f, v in (data.get("metrics") or {}).items()},
                 }
+        out.append((base["rev"], runs))
     return out
+
+
+def recorded(root: Path, rev: str = "HEAD") -> dict[str, dict]:
+    """name -> {"rev", "params", "metrics"} of the experiments recorded on baseline `rev`."""
+    found = recorded_by_baseline(root, rev, 1)
+    return found[0][1] if found else {}
 
 
 # --- running ------------------------------------------------------------------------------------------

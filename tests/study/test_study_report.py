@@ -62,7 +62,8 @@ def dvc(monkeypatch):
         state["have"], state["files"] = fake_dvc(spec, final, noise)
         return state["have"]
 
-    monkeypatch.setattr(rep, "recorded", lambda root, rev="HEAD": copy.deepcopy(state["have"]))
+    monkeypatch.setattr(rep, "recorded_by_baseline", lambda root, rev="HEAD", num=1: [
+        ("c" * 40, {}), ("b" * 40, copy.deepcopy(state["have"])), ("a" * 40, {"eff-byol-s0": {}})])
     monkeypatch.setattr(rep, "_git_show", lambda root, rev, path: state["files"].get(
         (rev, path.rsplit("/", 1)[-1].removesuffix(".tsv"))))
     return install
@@ -71,8 +72,9 @@ def dvc(monkeypatch):
 def test_full_study_report_with_clear_winner(dvc, tmp_path):
     spec = StudySpec()
     dvc(spec, {"triplet": 0.40, "median": 0.33, "hardest": 0.25, "byol": 0.30, "infonce": 0.32})
-    points, data = rep.collect(tmp_path, spec)
+    points, data, baseline = rep.collect(tmp_path, spec)
     assert len(points) == 20 and len(data) == 19
+    assert baseline == "b" * 40, "the newest commit holding the study's runs, never mixed with older ones"
     s = rep.summarise(points, data)
     assert s.verdict == "holds"
     t = s.losses["triplet"]
@@ -96,7 +98,7 @@ def test_full_study_report_with_clear_winner(dvc, tmp_path):
 def test_a_better_baseline_is_reported_as_contradicting_the_claim(dvc, tmp_path):
     spec = StudySpec(losses=("triplet", "byol"), ks=())
     dvc(spec, {"triplet": 0.30, "byol": 0.40})
-    s = rep.summarise(*rep.collect(tmp_path, spec))
+    s = rep.summarise(*rep.collect(tmp_path, spec)[:2])
     assert s.verdict == "does not hold"
     assert any("BYOL is ahead on final kNN top-1 by +10.0 points" in line for line in s.statement)
 
@@ -104,7 +106,7 @@ def test_a_better_baseline_is_reported_as_contradicting_the_claim(dvc, tmp_path)
 def test_differences_within_the_seed_spread_are_not_a_verdict(dvc, tmp_path):
     spec = StudySpec(losses=("triplet", "infonce"), ks=())
     dvc(spec, {"triplet": 0.305, "infonce": 0.30}, noise=0.05)
-    s = rep.summarise(*rep.collect(tmp_path, spec))
+    s = rep.summarise(*rep.collect(tmp_path, spec)[:2])
     assert s.verdict == "is not established"
     assert {c.verdict for c in s.comparisons} == {"within spread"}
 
@@ -112,7 +114,7 @@ def test_differences_within_the_seed_spread_are_not_a_verdict(dvc, tmp_path):
 def test_no_learning_is_stated(dvc, tmp_path):
     spec = StudySpec(losses=("triplet", "byol"), ks=())
     dvc(spec, {"triplet": 0.19, "byol": 0.18}, noise=0.001)
-    s = rep.summarise(*rep.collect(tmp_path, spec))
+    s = rep.summarise(*rep.collect(tmp_path, spec)[:2])
     assert any(line.startswith("Caveat") and "no clear learning" in line for line in s.statement)
 
 
@@ -121,7 +123,8 @@ def test_missing_runs_are_named_and_nothing_is_written(dvc, tmp_path):
     have = dvc(spec, {})
     del have["eff-byol-s2"], have["eff-k5-s0"]
     out = tmp_path / "reports"
-    with pytest.raises(StudyError, match=r"2 of the study's 19 runs are not recorded.*eff-byol-s2, eff-k5-s0"):
+    with pytest.raises(StudyError, match=r"2 of the study's 19 runs are not recorded as DVC experiments of "
+                                         r"commit bbbbbbb: eff-byol-s2, eff-k5-s0"):
         rep.report(tmp_path, spec, out)
     assert not out.exists()
 
@@ -150,3 +153,9 @@ def test_parse_tsv():
     assert rep.parse_tsv("step\tknn_top1\n1\t0.5\n0\t0.25\n", "knn_top1", "x") == [0.25, 0.5]
     with pytest.raises(StudyError, match="x: expected a DVCLive 'knn_top1' file"):
         rep.parse_tsv("step\tloss\n0\t1\n", "knn_top1", "x")
+
+
+def test_no_study_run_anywhere_is_refused(dvc, tmp_path):
+    dvc(StudySpec(losses=("triplet",), seeds=(0,), ks=()), {})
+    with pytest.raises(StudyError, match="none of the study's 19 runs .* is recorded"):
+        rep.collect(tmp_path, StudySpec(prefix="other"))
