@@ -314,6 +314,12 @@ def _statement(losses: dict, comparisons: list[Comparison], setup: dict) -> tupl
             for c in within) + " lie within the spread over seeds" + (
             "; it is ahead beyond the spread on " + ", ".join(f"{c.measure} vs {c.other}" for c in ahead)
             if ahead else "") + ".")
+    auc = [c for c in comparisons if not c.measure.startswith("final") and c.verdict in ("ahead", "behind")]
+    if auc:
+        lines.append("On the mean top-1 over the epochs (how fast it learns), beyond the spread: " + "; ".join(
+            f"{'ahead of' if c.verdict == 'ahead' else 'behind'} {LOSSES[c.other][0]} on {c.measure.split()[-1]}"
+            f" by {100 * abs(c.diff):.1f} points"
+            for c in auc) + ".")
     gain = ref["gain"]["knn_top1"]
     if gain.mean <= 0 or (gain.n > 1 and gain.mean <= 2 * gain.sd / math.sqrt(gain.n)):
         lines.append(f"Caveat: the triplet runs end {_pp(gain.mean)} kNN points from their random-init "
@@ -441,7 +447,7 @@ def _plots(s: Summary, out: Path) -> list[str]:
         plt.close(fig)
         written.append(PICTURES["curves"])
 
-        fig, ax = plt.subplots(figsize=(6.5, 4))
+        fig, ax = plt.subplots(figsize=(7.5, 4))
         for label, e in s.losses.items():
             for fn, style in (("fn_hardest", "-"), ("fn_selected", "--")):
                 if e[fn]:
@@ -455,9 +461,9 @@ def _plots(s: Summary, out: Path) -> list[str]:
         ax.set_ylabel("same-class share of the negatives")
         ax.set_title("false-negative rate (mean over seeds)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
         fig.tight_layout()
-        fig.savefig(out / PICTURES["fn"], dpi=100)
+        fig.savefig(out / PICTURES["fn"], dpi=100, bbox_inches="tight")
         plt.close(fig)
         written.append(PICTURES["fn"])
     if s.ks:

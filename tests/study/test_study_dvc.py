@@ -66,3 +66,11 @@ def test_report_of_the_full_study_refuses_naming_the_missing_runs(project):
     assert re.search(r"1[79] of the study.s 19 runs are not recorded", proc.stderr), proc.stderr
     assert "eff-infonce-s2" in proc.stderr and "python -m pipeline.study run" in proc.stderr
     assert not (project / "reports-full").exists()
+
+
+def test_a_failing_run_is_named_and_the_study_exits_1(project):
+    proc = _study(project, "run", "--losses", "byol", "--seeds", "1", "--ks", "", "--epochs", "1",
+                  "--prefix", "bad", "-S", "train.lr=-1", check=False)
+    assert proc.returncode == 1
+    assert "bad-byol-s0: FAILED" in proc.stdout and "train.lr = -1" in proc.stdout
+    assert "1 run(s) failed: bad-byol-s0" in proc.stderr

@@ -101,6 +101,7 @@ def test_a_better_baseline_is_reported_as_contradicting_the_claim(dvc, tmp_path)
     s = rep.summarise(*rep.collect(tmp_path, spec)[:2])
     assert s.verdict == "does not hold"
     assert any("BYOL is ahead on final kNN top-1 by +10.0 points" in line for line in s.statement)
+    assert any("(how fast it learns), beyond the spread: behind BYOL on kNN by 6.7 points" in line for line in s.statement), s.statement
 
 
 def test_differences_within_the_seed_spread_are_not_a_verdict(dvc, tmp_path):
