@@ -41,7 +41,7 @@ sweep:            ## run the SWEEP as DVC experiments through Prefect against th
 STUDY_ARGS ?=
 .PHONY: study report
 
-study:            ## run the study's missing runs as DVC experiments (pretrain only; about 40 min at 4 epochs)
+study:            ## run the study's missing runs as DVC experiments (pretrain only; ~30 min idle at 4 epochs)
 	python -m pipeline.study run $(STUDY_ARGS)
 
 report:           ## reports/efficiency.md + PNGs from the study's recorded DVC experiments
