@@ -35,3 +35,14 @@ serve:            ## serve the pipeline on the CRON schedule against the local s
 
 sweep:            ## run the SWEEP as DVC experiments through Prefect against the local server
 	PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:$(PREFECT_PORT)/api} python -m flows.sweep -S '$(SWEEP)'
+
+# The learning-efficiency study (README, "Learning-efficiency study"): DVC experiments, then the report.
+# STUDY_ARGS narrows or lengthens it, e.g. STUDY_ARGS="--epochs 12" (give report the same options).
+STUDY_ARGS ?=
+.PHONY: study report
+
+study:            ## run the study's missing runs as DVC experiments (pretrain only; ~30 min idle at 4 epochs)
+	python -m pipeline.study run $(STUDY_ARGS)
+
+report:           ## reports/efficiency.md + PNGs from the study's recorded DVC experiments
+	python -m pipeline.study report $(STUDY_ARGS)

@@ -5,6 +5,7 @@ no registration here. main returns an exit code, or a dict that is printed as th
   loader   the FFCV two-view SSL loader vs torchvision ImageFolder + DataLoader (img/s, ratio)
   loss     forward + backward time of the losses
   train    images/s of real pretraining steps on the embedded default (with and without the loader)
+  paper_train  pretraining images/s per GPU, FFCV loader vs torchvision loader (the paper profile on a GPU)
 """
 from __future__ import annotations
 

@@ -16,7 +16,8 @@ from torch import nn
 
 from pipeline.losses.byol import BYOLLoss
 from pipeline.losses.infonce import InfoNCELoss
-from pipeline.losses.truncated_triplet import VARIANTS, TruncatedTripletLoss, false_negative_rates
+from pipeline.losses.truncated_triplet import (VARIANTS, TruncatedTripletLoss, false_negative_rates,
+                                               hardest_false_negative_rate)
 
 LOSSES: dict[str, type[nn.Module]] = {
     "truncated_triplet": TruncatedTripletLoss,
@@ -56,4 +57,5 @@ def _lookup(name: str) -> type[nn.Module]:
 
 
 __all__ = ["TruncatedTripletLoss", "BYOLLoss", "InfoNCELoss", "LOSSES", "VARIANTS", "build_loss",
-           "loss_hyperparameters", "false_negative_rates"]
+           "loss_hyperparameters", "false_negative_rates",
+           "hardest_false_negative_rate"]

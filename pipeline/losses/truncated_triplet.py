@@ -204,3 +204,27 @@ def false_negative_rates(stats: dict, labels: torch.Tensor,
     selected = (pool_labels[stats["negative_indices"]] == query).float().mean()
     hardest = (pool_labels[stats["hardest_index"]] == labels.view(-1)).float().mean()
     return {"selected": selected, "hardest": hardest}
+
+
+@torch.no_grad()
+def hardest_false_negative_rate(online: torch.Tensor, target: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Share of rows whose hardest negative (most similar other target, cosine) has the row's class.
+
+    The same definition as ``false_negative_rates(...)["hardest"]`` for the truncated triplet loss, computed
+    from the embeddings alone, so that losses that select no negative (BYOL) or weight them all (InfoNCE)
+    get the same diagnostic of how far classes cluster in the space the loss works in.
+
+    Args:
+        online: [B, D] online predictions; target: [B, D] target projections (row i is row i's positive);
+        labels: [B] class labels.
+
+    Returns:
+        0-dim float tensor.
+    """
+    check_pair(online, target, "hardest_false_negative_rate")
+    if online.shape[0] < 2:
+        raise ValueError(f"hardest_false_negative_rate: a batch of {online.shape[0]} has no negatives")
+    sim = F.normalize(online.float(), dim=1) @ F.normalize(target.float(), dim=1).T
+    sim.fill_diagonal_(float("-inf"))  # the positive is never a negative
+    hardest = sim.argmax(dim=1)
+    return (labels[hardest] == labels).float().mean()

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..evaluation.knn import extract_features, knn_top1
 from ..evaluation.linear import fit_on_features
-from ..losses import build_loss, false_negative_rates, loss_hyperparameters
+from ..losses import build_loss, false_negative_rates, hardest_false_negative_rate, loss_hyperparameters
 from ..models import SiameseModel, export_backbone_state_dict
 from ..models.siamese import ema_momentum
 from ..progress import show_progress
@@ -189,8 +189,10 @@ class Pretrainer:
     def _forward(self, view1, view2, labels):
         """Symmetrised loss through DDP; false-negative rates of the selected ranks when labels exist."""
         if self.p.loss.name != "truncated_triplet":
-            loss, parts, _ = self.ddp(view1, view2, self.loss_fn)
-            return loss, parts, {}
+            # No deputy negative to audit, but the hardest-negative rate (same definition as the triplet's
+            # fn_hardest, view 1 -> view 2, local batch) makes the diagnostic comparable across losses.
+            loss, parts, (p1, z2) = self.ddp(view1, view2, self.loss_fn)
+            return loss, parts, {"fn_hardest": hardest_false_negative_rate(p1, z2, labels.to(p1.device)).item()}
         gather = self.p.loss.gather_negatives and self.dist.enabled
         captured = {}
 

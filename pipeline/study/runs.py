@@ -1,0 +1,267 @@
+"""The study's experiment set and how it is run: one DVC experiment per (loss, seed) and per rank k.
+
+Every run is `dvc exp run --temp -n <name> -S <overrides> pretrain`: DVC reproduces the `pretrain` stage
+and what it depends on (generate, validate, convert: unchanged, so skipped with their outputs taken from
+the cache), never the evaluation stages downstream of it, whose cost would not change the comparison (the
+pretrain stage already logs kNN and linear-probe top-1 every epoch). `--temp` runs it in a temporary copy,
+so the workspace and its params.yaml are left as they were, and records it as an experiment commit named
+`<prefix>-<loss>-s<seed>` / `<prefix>-k<k>-s<seed>` on the current commit (`dvc exp show` lists them).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+# label -> (what it is, Hydra overrides, params the recorded run must have). The reference comes first.
+LOSSES: dict[str, tuple[str, tuple[str, ...], dict]] = {
+    "triplet": ("truncated triplet, smoothed k=2 (paper)",
+                ("loss=truncated_triplet", "loss.k=2"),
+                {"loss.name": "truncated_triplet", "loss.variant": "smoothed", "loss.k": 2}),
+    "median": ("median triplet", ("loss=median",), {"loss.name": "truncated_triplet", "loss.variant": "median"}),
+    "hardest": ("hardest-negative triplet", ("loss=hardest",),
+                {"loss.name": "truncated_triplet", "loss.variant": "hardest"}),
+    "byol": ("BYOL", ("loss=byol",), {"loss.name": "byol"}),
+    "infonce": ("InfoNCE", ("loss=infonce",), {"loss.name": "infonce"}),
+}
+REFERENCE = "triplet"
+KS = (1, 2, 3, 5, 10)
+SEEDS = (0, 1, 2)
+STAGE = "pretrain"
+
+
+class StudyError(RuntimeError):
+    """The study cannot run or be reported as asked; the message says what is wrong and what to do."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One DVC experiment: its name, the -S overrides, and the params its recorded commit must have."""
+    name: str
+    overrides: tuple[str, ...]
+    expect: dict = field(hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Point:
+    """One point of the study: a loss at a seed, or a rank k of the smoothed truncated triplet at a seed."""
+    kind: str  # "loss" | "k"
+    label: str  # loss label, or str(k)
+    seed: int
+    run: str  # the name of the experiment that measures it (shared when two points are the same run)
+
+
+def _parse_ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise StudyError(f"{what} = {text!r}: expected comma-separated integers") from None
+    return values
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """Which runs make up the study. The defaults are the issue's: 5 losses x 3 seeds + k in {1,2,3,5,10}."""
+    losses: tuple[str, ...] = tuple(LOSSES)
+    seeds: tuple[int, ...] = SEEDS
+    ks: tuple[int, ...] = KS
+    epochs: int | None = None  # train.epochs for every run (None: what conf/ composes)
+    extra: tuple[str, ...] = ()  # further key=value overrides applied to every run (same budget for all)
+    prefix: str = "eff"
+
+    def __post_init__(self):
+        unknown = [x for x in self.losses if x not in LOSSES]
+        if unknown:
+            raise StudyError(f"losses {unknown}: unknown; expected some of {', '.join(LOSSES)}")
+        if not self.losses and not self.ks:
+            raise StudyError("the study has no runs: give at least one loss or one k")
+        if not self.seeds:
+            raise StudyError("seeds: at least one seed is needed")
+        if len(set(self.seeds)) != len(self.seeds) or len(set(self.ks)) != len(self.ks):
+            raise StudyError(f"seeds {list(self.seeds)} / ks {list(self.ks)}: repeated values")
+        if any(k < 1 for k in self.ks):
+            raise StudyError(f"ks {list(self.ks)}: every k must be >= 1")
+        if self.epochs is not None and self.epochs < 1:
+            raise StudyError(f"epochs = {self.epochs}: expected >= 1")
+        for kv in self.extra:
+            key = kv.split("=", 1)[0]
+            if "=" not in kv or key.split(".")[0] in {"seed", "loss"} or key == "train.epochs":
+                raise StudyError(f"-S {kv}: expected key=value for a key the study does not set itself "
+                                 "(seed, loss.* and train.epochs are the study's)")
+        if not self.prefix.replace("-", "").replace("_", "").isalnum():
+            raise StudyError(f"prefix = {self.prefix!r}: letters, digits, '-' and '_' only")
+
+    @classmethod
+    def from_args(cls, losses: str | None, seeds: int | None, ks: str | None, epochs: int | None,
+                  extra: list[str] | None, prefix: str) -> "StudySpec":
+        return cls(losses=tuple(v.strip() for v in losses.split(",") if v.strip()) if losses is not None
+                   else tuple(LOSSES),
+                   seeds=tuple(range(seeds)) if seeds is not None else SEEDS,
+                   ks=_parse_ints(ks, "ks") if ks is not None else KS,
+                   epochs=epochs, extra=tuple(extra or ()), prefix=prefix)
+
+    @property
+    def k_seed(self) -> int:
+        """The k sweep runs at the first seed (one run per k; the seed spread comes from the loss runs)."""
+        return self.seeds[0]
+
+    def _common(self, seed: int) -> tuple[tuple[str, ...], dict]:
+        overrides = (f"seed={seed}",) + ((f"train.epochs={self.epochs}",) if self.epochs else ()) + self.extra
+        expect = {"seed": seed} | ({"train.epochs": self.epochs} if self.epochs else {})
+        for kv in self.extra:
+            key, value = kv.split("=", 1)
+            expect[key] = _yaml_value(value)
+        return overrides, expect
+
+    def plan(self) -> tuple[list[Point], list[Run]]:
+        """(every point of the study, the distinct runs that measure them) in run order.
+
+        A point whose overrides equal an earlier point's shares its run: the k = 2 point of the k sweep
+        is the reference loss at the first seed, so the default study is 20 points and 19 runs.
+        """
+        points: list[Point] = []
+        runs: dict[tuple[str, ...], Run] = {}
+
+        def add(kind: str, label: str, seed: int, name: str, loss_overrides: tuple[str, ...], expect: dict):
+            common, common_expect = self._common(seed)
+            key = tuple(sorted(loss_overrides + common))
+            if key not in runs:
+                runs[key] = Run(name, loss_overrides + common, expect | common_expect)
+            points.append(Point(kind, label, seed, runs[key].name))
+
+        for loss in self.losses:
+            _, overrides, expect = LOSSES[loss]
+            for seed in self.seeds:
+                add("loss", loss, seed, f"{self.prefix}-{loss}-s{seed}", overrides, expect)
+        for k in self.ks:
+            add("k", str(k), self.k_seed, f"{self.prefix}-k{k}-s{self.k_seed}",
+                ("loss=truncated_triplet", f"loss.k={k}"),
+                {"loss.name": "truncated_triplet", "loss.variant": "smoothed", "loss.k": k})
+        return points, list(runs.values())
+
+
+def _yaml_value(text: str):
+    from ruamel.yaml import YAML
+
+    try:
+        return YAML(typ="safe", pure=True).load(text)
+    except Exception:  # noqa: BLE001 (a value YAML cannot parse is compared as the string given)
+        return text
+
+
+def lookup(params: dict, dotted: str):
+    node = params
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+_MISSING = object()
+
+
+def mismatches(params: dict, expect: dict) -> list[str]:
+    """The expected params a recorded run does not have, as 'key = recorded (expected value)' lines."""
+    out = []
+    for key, want in expect.items():
+        got = lookup(params, key)
+        if got is _MISSING:
+            out.append(f"{key} missing (expected {want!r})")
+        elif got != want and not (isinstance(got, (int, float)) and isinstance(want, (int, float)) and got == want):
+            out.append(f"{key} = {got!r} (expected {want!r})")
+    return out
+
+
+# --- what DVC has recorded ----------------------------------------------------------------------------
+def recorded_by_baseline(root: Path, rev: str = "HEAD", num: int = 1) -> list[tuple[str, dict[str, dict]]]:
+    """[(baseline commit, {name: {"rev", "params", "metrics"}})] for `rev` and the `num` - 1 first-parent
+    commits before it, newest first, from `dvc exp show --json` (failed and queued experiments left out)."""
+    from flows import dvc_cli
+
+    shown = dvc_cli.dvc_json(root, "exp", "show", "--json", "--rev", rev, "-n", str(num), "--hide-queued",
+                             "--hide-failed")
+    out = []
+    for base in shown:
+        if base.get("rev") == "workspace":
+            continue
+        runs: dict[str, dict] = {}
+        for exp in base.get("experiments") or []:
+            for run in exp.get("revs") or []:
+                data = run.get("data") or {}
+                if not run.get("name") or run.get("error") or not data:
+                    continue
+                runs[run["name"]] = {
+                    "rev": run["rev"],
+                    "params": (data.get("params") or {}).get("params.yaml", {}).get("data", {}),
+                    "metrics": {f: v.get("data", {}) for f, v in (data.get("metrics") or {}).items()},
+                }
+        out.append((base["rev"], runs))
+    return out
+
+
+def recorded(root: Path, rev: str = "HEAD") -> dict[str, dict]:
+    """name -> {"rev", "params", "metrics"} of the experiments recorded on baseline `rev`."""
+    found = recorded_by_baseline(root, rev, 1)
+    return found[0][1] if found else {}
+
+
+# --- running ------------------------------------------------------------------------------------------
+def dvc_args(run: Run) -> list[str]:
+    """`dvc exp run` arguments for one run: a temporary copy, the name, the overrides, target `pretrain`.
+
+    (Never `--force`: it would re-run generate, validate and convert too; a run is replaced by removing
+    the recorded experiment first.)
+    """
+    sets = [a for o in run.overrides for a in ("-S", o)]
+    return ["exp", "run", "--temp", "-n", run.name, *sets, STAGE]
+
+
+def run_study(root: Path, spec: StudySpec, force: bool = False, dry_run: bool = False,
+              echo: Callable[[str], None] = print) -> list[str]:
+    """Run every run of `spec` not yet recorded on HEAD, one at a time; returns the names that failed.
+
+    A run already recorded under its name with the expected params is skipped (so an interrupted study
+    resumes where it stopped); one recorded with other params (another --epochs, say) stops the study
+    before anything runs, unless `force` replaces it.
+    """
+    from flows import dvc_cli
+
+    _, runs = spec.plan()
+    have = recorded(root)
+    conflicts = []
+    for run in runs:
+        if run.name in have and not force:
+            bad = mismatches(have[run.name]["params"], run.expect)
+            if bad:
+                conflicts.append(f"{run.name}: {'; '.join(bad)}")
+    if conflicts:
+        raise StudyError("experiments of these names are already recorded on HEAD with other params:\n  "
+                         + "\n  ".join(conflicts) + "\nre-run with --force to replace them, or pick another "
+                         "--prefix (dvc exp remove <name> deletes one)")
+    failed = []
+    for i, run in enumerate(runs, 1):
+        tag = f"[{i}/{len(runs)}] {run.name}"
+        if run.name in have and not force:
+            echo(f"{tag}: already recorded ({have[run.name]['rev'][:7]}), skipped")
+            continue
+        args = dvc_args(run)
+        if run.name in have:
+            echo(f"{tag}: dvc exp remove {run.name}   (--force: replacing {have[run.name]['rev'][:7]})")
+        echo(f"{tag}: dvc {' '.join(args)}")
+        if dry_run:
+            continue
+        if run.name in have:
+            removed = dvc_cli.run_dvc(root, ["exp", "remove", run.name])
+            if not removed.ok:
+                raise StudyError(f"dvc exp remove {run.name} failed: {removed.error_summary()}")
+        t0 = time.monotonic()
+        result = dvc_cli.run_dvc(root, args, on_line=lambda line: echo(f"    {line}"))
+        ran = [s for s, o in result.outcomes.items() if o == dvc_cli.RAN]
+        if result.ok:
+            echo(f"{tag}: done (stages run: {', '.join(ran) or 'none'}) in {time.monotonic() - t0:.0f} s")
+        else:
+            failed.append(run.name)
+            echo(f"{tag}: FAILED (dvc exit {result.returncode}): {result.error_summary()}")
+    return failed

@@ -1,0 +1,76 @@
+"""The study for real: two tiny runs as DVC experiments on a fresh project copy, then the report.
+
+Slow (about a minute and a half on 2 cores): a fresh git copy of the project with the shrunk dataset,
+generate/validate/convert once, then `python -m pipeline.study run` and `report` as a user runs them.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from small_project import BIN, git_commit, make_small_project, sh
+
+pytestmark = pytest.mark.slow
+TINY = ["--losses", "triplet,byol", "--seeds", "1", "--ks", "", "--epochs", "1"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = make_small_project(tmp_path_factory.mktemp("study") / "project", repro=False)
+    sh(root, "dvc", "repro", "convert")  # the study needs only the stages up to pretrain
+    git_commit(root, "data stages")
+    return root
+
+
+def _study(project: Path, *args: str, check: bool = True):
+    return sh(project, str(BIN / "python"), "-m", "pipeline.study", *args, check=check, timeout=900)
+
+
+def test_runs_are_recorded_by_dvc_running_pretrain_only_and_the_report_reads_them(project):
+    out = _study(project, "run", *TINY).stdout
+    for name in ("eff-triplet-s0", "eff-byol-s0"):
+        assert f"{name}: done (stages run: pretrain)" in out, out
+    assert "Running stage 'linear_eval'" not in out and "Running stage 'generate'" not in out
+    assert "params.yaml" not in sh(project, "git", "status", "--porcelain").stdout, "the workspace is untouched"
+
+    shown = json.loads(sh(project, "dvc", "exp", "show", "--json").stdout)
+    runs = {r["name"]: r for base in shown for e in (base.get("experiments") or []) for r in e["revs"]}
+    assert set(runs) == {"eff-triplet-s0", "eff-byol-s0"}
+    byol = runs["eff-byol-s0"]["data"]
+    assert byol["params"]["params.yaml"]["data"]["loss"]["name"] == "byol"
+    assert byol["params"]["params.yaml"]["data"]["train"]["epochs"] == 1
+    assert "fn_hardest" in byol["metrics"]["data/pretrain/metrics.json"]["data"], "every loss logs fn_hardest"
+
+    again = _study(project, "run", *TINY).stdout  # an interrupted study resumes: nothing left to run
+    assert again.count("already recorded") == 2 and "dvc exp run" not in again
+
+    clash = _study(project, "run", *TINY[:-1], "2", "--dry-run", check=False)
+    assert clash.returncode == 1 and "eff-byol-s0: train.epochs = 1 (expected 2)" in clash.stderr
+
+    _study(project, "report", *TINY)
+    md = (project / "reports/efficiency.md").read_text()
+    for rev in (runs["eff-triplet-s0"]["rev"], runs["eff-byol-s0"]["rev"]):
+        assert f"`{rev[:7]}`" in md
+    knn = runs["eff-byol-s0"]["data"]["metrics"]["data/pretrain/metrics.json"]["data"]["knn_top1"]
+    assert f"| eff-byol-s0 | `{runs['eff-byol-s0']['rev'][:7]}` | byol | 0 | 1 |" in md
+    assert f"{100 * knn:.1f}" in md
+    assert "Verdict: the paper's claim is not established" in md  # one seed: no spread, no verdict
+    assert (project / "reports/efficiency_curves.png").stat().st_size > 5000
+
+
+def test_report_of_the_full_study_refuses_naming_the_missing_runs(project):
+    proc = _study(project, "report", "--out", "reports-full", check=False)
+    assert proc.returncode == 1
+    assert re.search(r"1[79] of the study.s 19 runs are not recorded", proc.stderr), proc.stderr
+    assert "eff-infonce-s2" in proc.stderr and "python -m pipeline.study run" in proc.stderr
+    assert not (project / "reports-full").exists()
+
+
+def test_a_failing_run_is_named_and_the_study_exits_1(project):
+    proc = _study(project, "run", "--losses", "byol", "--seeds", "1", "--ks", "", "--epochs", "1",
+                  "--prefix", "bad", "-S", "train.lr=-1", check=False)
+    assert proc.returncode == 1
+    assert "bad-byol-s0: FAILED" in proc.stdout and "train.lr = -1" in proc.stdout
+    assert "1 run(s) failed: bad-byol-s0" in proc.stderr

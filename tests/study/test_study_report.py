@@ -1,0 +1,162 @@
+"""The report on synthetic recorded runs: reading them, the numbers, the verdict, the files, the refusals."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from pipeline.study import report as rep
+from pipeline.study.runs import StudyError, StudySpec
+
+EPOCHS = 3
+
+
+def _params(name: str, seed: int, k: int = 2) -> dict:
+    loss = {"byol": {"name": "byol", "variant": "smoothed", "k": 2, "k_end": 10},
+            "infonce": {"name": "infonce", "variant": "smoothed", "k": 2, "k_end": 10},
+            "median": {"name": "truncated_triplet", "variant": "median", "k": 2, "k_end": 10},
+            "hardest": {"name": "truncated_triplet", "variant": "hardest", "k": 1, "k_end": 10},
+            }.get(name, {"name": "truncated_triplet", "variant": "smoothed", "k": k, "k_end": 10})
+    return {"seed": seed, "loss": loss, "data": {"name": "embedded"},
+            "generate": {"classification": {"classes": 10}},
+            "model": {"arch": "resnet18"}, "eval": {"knn": {"k": 200, "temperature": 0.1}, "linear": {"epochs": 20}},
+            "convert": {"loader": {"order": "random"}},
+            "train": {"epochs": EPOCHS, "batch_size": 128, "image_size": 32, "optimizer": "lars", "lr": 1.0,
+                      "warmup_epochs": 0.5}}
+
+
+def _tsv(key: str, values: list[float]) -> str:
+    return f"step\t{key}\n" + "".join(f"{i}\t{v}\n" for i, v in enumerate(values))
+
+
+def fake_dvc(spec: StudySpec, final: dict[str, float], noise: float = 0.01):
+    """(recorded, git show) stand-ins: run <loss>/s<seed> climbs linearly from 0.20 to final[loss] + seed noise."""
+    points, runs = spec.plan()
+    have, files = {}, {}
+    for i, run in enumerate(runs):
+        point = next(p for p in points if p.run == run.name)
+        label, seed = point.label, point.seed
+        k = int(label) if point.kind == "k" else 2
+        target = final.get(label if point.kind == "loss" else "triplet", 0.3) + noise * (seed - 1) + 0.001 * k
+        knn = [0.20 + (target - 0.20) * (e + 1) / EPOCHS for e in range(EPOCHS)]
+        lin = [v + 0.02 for v in knn]
+        rev = f"{i:02d}" + "ab" * 19
+        metrics = {"epochs": EPOCHS, "steps": 39 * EPOCHS, "knn_top1": knn[-1], "linear_top1": lin[-1],
+                   "random_init_knn_top1": 0.20, "random_init_linear_top1": 0.22}
+        have[run.name] = {"rev": rev, "params": _params(label if point.kind == "loss" else "k", seed, k),
+                          "metrics": {rep.METRICS_FILE: metrics}}
+        files[(rev, "knn_top1")] = _tsv("knn_top1", knn)
+        files[(rev, "linear_top1")] = _tsv("linear_top1", lin)
+        files[(rev, "fn_hardest")] = _tsv("fn_hardest", [0.10, 0.12, 0.15])
+        if have[run.name]["params"]["loss"]["name"] == "truncated_triplet":
+            files[(rev, "fn_selected")] = _tsv("fn_selected", [0.10, 0.11, 0.12])
+    return have, files
+
+
+@pytest.fixture
+def dvc(monkeypatch):
+    """Install fake DVC answers for a spec; returns a function (spec, finals) -> the `have` dict to edit."""
+    state = {}
+
+    def install(spec, final, noise=0.01):
+        state["have"], state["files"] = fake_dvc(spec, final, noise)
+        return state["have"]
+
+    monkeypatch.setattr(rep, "recorded_by_baseline", lambda root, rev="HEAD", num=1: [
+        ("c" * 40, {}), ("b" * 40, copy.deepcopy(state["have"])), ("a" * 40, {"eff-byol-s0": {}})])
+    monkeypatch.setattr(rep, "_git_show", lambda root, rev, path: state["files"].get(
+        (rev, path.rsplit("/", 1)[-1].removesuffix(".tsv"))))
+    return install
+
+
+def test_full_study_report_with_clear_winner(dvc, tmp_path):
+    spec = StudySpec()
+    dvc(spec, {"triplet": 0.40, "median": 0.33, "hardest": 0.25, "byol": 0.30, "infonce": 0.32})
+    points, data, baseline = rep.collect(tmp_path, spec)
+    assert len(points) == 20 and len(data) == 19
+    assert baseline == "b" * 40, "the newest commit holding the study's runs, never mixed with older ones"
+    s = rep.summarise(points, data)
+    assert s.verdict == "holds"
+    t = s.losses["triplet"]
+    assert t["final"]["knn_top1"].n == 3 and t["final"]["knn_top1"].mean == pytest.approx(0.402)
+    assert t["final"]["knn_top1"].sd == pytest.approx(0.01)
+    assert t["curves"]["knn_top1"][0][0] == 0.20, "epoch 0 is the random-init monitor"
+    assert len(t["curves"]["knn_top1"][0]) == EPOCHS + 1
+    assert s.losses["byol"]["fn_selected"] is None and s.losses["byol"]["fn_hardest_final"].mean == 0.15
+    assert list(s.ks) == [1, 2, 3, 5, 10] and s.ks[2]["run"] == "eff-triplet-s0"
+    assert s.setup["expected_false_negatives"] == pytest.approx(12.7)
+    path = rep.write_report(s, tmp_path / "reports", "python -m pipeline.study report", "a" * 40)
+    md = path.read_text()
+    assert "**Verdict: the paper's claim holds on this data.**" in md
+    assert "| 40.2 ± 1.0 [39.2, 41.2] |" in md  # triplet final kNN: mean ± sd [min, max] in %
+    assert "eff-k10-s0" in md and "12.7 of a query's negatives" in md
+    for png in rep.PICTURES.values():
+        assert (tmp_path / "reports" / png).stat().st_size > 5000
+    assert not list(tmp_path.glob(".*partial*")), "the temporary folder is removed"
+
+
+def test_a_better_baseline_is_reported_as_contradicting_the_claim(dvc, tmp_path):
+    spec = StudySpec(losses=("triplet", "byol"), ks=())
+    dvc(spec, {"triplet": 0.30, "byol": 0.40})
+    s = rep.summarise(*rep.collect(tmp_path, spec)[:2])
+    assert s.verdict == "does not hold"
+    assert any("BYOL is ahead on final kNN top-1 by +10.0 points" in line for line in s.statement)
+    assert any("(how fast it learns), beyond the spread: behind BYOL on kNN by 6.7 points" in line for line in s.statement), s.statement
+
+
+def test_differences_within_the_seed_spread_are_not_a_verdict(dvc, tmp_path):
+    spec = StudySpec(losses=("triplet", "infonce"), ks=())
+    dvc(spec, {"triplet": 0.305, "infonce": 0.30}, noise=0.05)
+    s = rep.summarise(*rep.collect(tmp_path, spec)[:2])
+    assert s.verdict == "is not established"
+    assert {c.verdict for c in s.comparisons} == {"within spread"}
+
+
+def test_no_learning_is_stated(dvc, tmp_path):
+    spec = StudySpec(losses=("triplet", "byol"), ks=())
+    dvc(spec, {"triplet": 0.19, "byol": 0.18}, noise=0.001)
+    s = rep.summarise(*rep.collect(tmp_path, spec)[:2])
+    assert any(line.startswith("Caveat") and "no clear learning" in line for line in s.statement)
+
+
+def test_missing_runs_are_named_and_nothing_is_written(dvc, tmp_path):
+    spec = StudySpec()
+    have = dvc(spec, {})
+    del have["eff-byol-s2"], have["eff-k5-s0"]
+    out = tmp_path / "reports"
+    with pytest.raises(StudyError, match=r"2 of the study's 19 runs are not recorded as DVC experiments of "
+                                         r"commit bbbbbbb: eff-byol-s2, eff-k5-s0"):
+        rep.report(tmp_path, spec, out)
+    assert not out.exists()
+
+
+def test_a_run_with_other_params_or_an_unequal_budget_is_refused(dvc, tmp_path):
+    spec = StudySpec(losses=("triplet", "byol"), ks=())
+    have = dvc(spec, {})
+    have["eff-byol-s1"]["params"]["loss"]["name"] = "infonce"
+    with pytest.raises(StudyError, match=r"eff-byol-s1 .*loss.name = 'infonce' \(expected 'byol'\)"):
+        rep.collect(tmp_path, spec)
+    have = dvc(spec, {})
+    have["eff-byol-s1"]["params"]["train"]["lr"] = 0.5
+    with pytest.raises(StudyError, match="eff-byol-s1: params 'train' differ"):
+        rep.collect(tmp_path, spec)
+
+
+def test_an_incomplete_curve_is_refused(dvc, tmp_path):
+    spec = StudySpec(losses=("triplet",), seeds=(0,), ks=())
+    have = dvc(spec, {})
+    have["eff-triplet-s0"]["metrics"][rep.METRICS_FILE]["epochs"] = 5
+    with pytest.raises(StudyError, match="knn_top1 curve has 3 epochs, metrics.json says 5"):
+        rep.collect(tmp_path, spec)
+
+
+def test_parse_tsv():
+    assert rep.parse_tsv("step\tknn_top1\n1\t0.5\n0\t0.25\n", "knn_top1", "x") == [0.25, 0.5]
+    with pytest.raises(StudyError, match="x: expected a DVCLive 'knn_top1' file"):
+        rep.parse_tsv("step\tloss\n0\t1\n", "knn_top1", "x")
+
+
+def test_no_study_run_anywhere_is_refused(dvc, tmp_path):
+    dvc(StudySpec(losses=("triplet",), seeds=(0,), ks=()), {})
+    with pytest.raises(StudyError, match="none of the study's 19 runs .* is recorded"):
+        rep.collect(tmp_path, StudySpec(prefix="other"))
