@@ -222,19 +222,6 @@ def _resample_rows(src, dst, first, count, weights):
 
 
 @njit(cache=True)
-def _resample_cols(src, dst, first, count, weights):
-    """One 8-bit pass along axis 0."""
-    half = np.int64(1) << (_PRECISION_BITS - 1)
-    for yy in range(dst.shape[0]):
-        for xx in range(dst.shape[1]):
-            for c in range(3):
-                acc = half
-                for t in range(count[yy]):
-                    acc += np.int64(src[first[yy] + t, xx, c]) * weights[yy, t]
-                dst[yy, xx, c] = _clip8(acc)
-
-
-@njit(cache=True)
 def bicubic_resize(image, out, temp):
     """Resize an [h, w, 3] uint8 image into out [H, W, 3] with PIL's BICUBIC: a horizontal then a vertical
     8-bit pass through temp (a flat uint8 buffer of at least h * W * 3 bytes), Pillow's classic order.
@@ -246,7 +233,7 @@ def bicubic_resize(image, out, temp):
     first, count, weights = bicubic_coefficients(w, ow)
     _resample_rows(image, between, first, count, weights)
     first, count, weights = bicubic_coefficients(h, oh)
-    _resample_cols(between, out, first, count, weights)
+    _resample_rows(between.transpose(1, 0, 2), out.transpose(1, 0, 2), first, count, weights)  # axis 0
 
 
 class BicubicResizeDecoder(SimpleRGBImageDecoder):

@@ -1,9 +1,11 @@
 """What every stage does first: validate params.yaml, set up logging, turn known errors into exit codes."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Callable
 
 from ..config import Params, ParamsError, load_params
@@ -33,3 +35,10 @@ def run_stage(name: str, body: Callable[[Params], None]) -> None:
     except (ParamsError, DatasetLayoutError, BetonError, BackboneLoadError, StageFailed) as e:
         print(f"[{name}] error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
+
+
+def write_metrics(path: Path, metrics: dict) -> None:
+    """metrics.json, sorted and indented (stable diffs in git), renamed into place only when complete."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)

@@ -12,7 +12,6 @@ per head epoch for both, a DVC plot) and curve.png.
 from __future__ import annotations
 
 import csv
-import json
 import os
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from ..evaluation.linear import fit_on_features, fit_on_loader
 from ..evaluation.plots import line_plot
 from ..loaders.from_params import classification_eval_loader, linear_train_loader
 from ..train.loop import pick_device
-from ._common import StageFailed, log, run_stage
+from ._common import StageFailed, log, run_stage, write_metrics
 
 BACKBONE = Path("data/pretrain/backbone.pt")
 OUT = Path("data/linear")
@@ -77,9 +76,7 @@ def main() -> None:
                                       for name, r in results.items()},
                   xlabel="head epoch", ylabel="val top-1",
                   title=f"linear evaluation, {arch}{' (fast path: fixed features)' if cfg.fast_features else ''}")
-        tmp = OUT / "metrics.json.tmp"
-        tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, OUT / "metrics.json")
+        write_metrics(OUT / "metrics.json", metrics)
         log.info("linear top-1 %.4f (random init %.4f, gain %+.4f) -> %s", metrics["pretrained"]["top1"],
                  metrics["random_init"]["top1"], metrics["gain"]["top1"], OUT / "metrics.json")
 

@@ -12,7 +12,6 @@ built yet: eval.reid.adapt_epochs must be 0.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -20,12 +19,13 @@ import numpy as np
 import torch
 
 from ..evaluation.backbone_io import load_backbone, random_backbone
+from ..evaluation.plots import save_figure
 from ..evaluation.reid import DISTRACTOR_ID, evaluate, top_k
 from ..ffcv_io.datasets import MANIFESTS, plan_for, read_manifest, selected_rows
 from ..loaders.from_params import reid_eval_loader
 from ..progress import show_progress
 from ..train.loop import pick_device
-from ._common import StageFailed, log, run_stage
+from ._common import StageFailed, log, run_stage, write_metrics
 
 BACKBONE = Path("data/pretrain/backbone.pt")
 OUT = Path("data/reid")
@@ -116,10 +116,7 @@ def _picture(path: Path, rows: dict, feats: dict, sets: dict, title: str) -> Non
                 spine.set_linewidth(3 if c else 1)
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 def main() -> None:
@@ -156,9 +153,7 @@ def main() -> None:
         _picture(OUT / "top5.png", rows, {s: feats[s]["pretrained"] for s in feats}, sets,
                  f"{arch} pretrained, rank-1 {p['rank1']:.3f}, mAP {p['mAP']:.3f} "
                  f"({p['queries_evaluated']} queries, {p['gallery']} gallery images)")
-        tmp = OUT / "metrics.json.tmp"
-        tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, OUT / "metrics.json")
+        write_metrics(OUT / "metrics.json", metrics)
         log.info("gain over random init: rank-1 %+.4f, mAP %+.4f -> %s", metrics["gain"]["rank1"],
                  metrics["gain"]["mAP"], OUT / "metrics.json")
 
