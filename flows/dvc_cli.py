@@ -32,7 +32,9 @@ _FAILED_LINE = re.compile(r"failed to reproduce (?:stages: )?'(?P<stage>[^']+)'"
 # Failures worth a retry: another DVC process held the repository lock (a user's `dvc repro` while the
 # schedule fired), or the stage was killed by a signal (OOM killer, preemption). A stage exiting with an
 # error of its own (bad params, bad data, a bug) fails the same way again: it is reported, not retried.
-_TRANSIENT = re.compile(r"Unable to acquire lock|exited with -\d+")
+# DVC reports a signal as a negative code when the shell exec'd the command, and as the shell's 128 + N
+# (137 SIGKILL, 143 SIGTERM) when it did not; which one depends on the user's $SHELL.
+_TRANSIENT = re.compile(r"Unable to acquire lock|exited with (?:-\d+|137|143)\b")
 
 
 class ProjectError(ValueError):

@@ -49,6 +49,12 @@ def test_only_signal_kills_and_lock_contention_are_transient():
                                            "ERROR: failed to reproduce 'check_params': failed to run: "
                                            "python -m pipeline.stages.check_params, exited with 1"])
     assert isinstance(_failure("x", killed), TransientStageError)
+    for code in (137, 143):  # the same kills reported through a shell that did not exec the command
+        via_shell = dvc_cli.DvcRun(["repro"], 255, ["ERROR: failed to reproduce 'pretrain': failed to run: "
+                                                     f"python -m pipeline.stages.pretrain, exited with {code}"])
+        assert isinstance(_failure("x", via_shell), TransientStageError)
+    exit_1370 = dvc_cli.DvcRun(["repro"], 255, ["ERROR: failed to reproduce 'x': failed to run: y, exited with 1370"])
+    assert type(_failure("x", exit_1370)) is StageError
     assert isinstance(_failure("x", locked), TransientStageError)
     err = _failure("stage 'check_params'", own)
     assert type(err) is StageError and own.failed_stage == "check_params"
