@@ -218,6 +218,19 @@ class Reid(Strict):
     width: int = PositiveInt
     batch_size: int = PositiveInt
     adapt_epochs: int = Field(ge=0)
+    # Self-supervised adaptation on the SYSU-30k training images (used only when adapt_epochs > 0).
+    adapt_batch_size: int = Field(ge=2)
+    adapt_height: int = Field(ge=16, le=1024)
+    adapt_width: int = Field(ge=16, le=1024)
+    adapt_lr: float | None = Field(default=..., gt=0)  # null: train.lr (the paper adapts at its pretraining lr)
+    adapt_warmup_epochs: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _adapt_warmup(self):
+        if self.adapt_epochs > 0 and self.adapt_warmup_epochs > self.adapt_epochs:
+            raise ValueError(f"eval.reid.adapt_warmup_epochs = {self.adapt_warmup_epochs} > eval.reid.adapt_epochs"
+                             f" = {self.adapt_epochs}: the warm-up must fit in the adaptation")
+        return self
 
 
 class Coco(Strict):
@@ -266,6 +279,16 @@ class Params(Strict):
                 f" on each device, fewer than the {need} that loss '{self.loss.name}' (variant"
                 f" '{self.loss.variant}', k = {self.loss.k}, k_end = {self.loss.k_end}) ranks: use a per-device"
                 f" batch of at least {need + 1}")
+        return self
+
+    @model_validator(mode="after")
+    def _adapt_batch_has_negatives(self):
+        need, reid = self.loss.negatives_needed(), self.eval.reid
+        if reid.adapt_epochs > 0 and reid.adapt_batch_size - 1 < need:
+            raise ValueError(
+                f"eval.reid.adapt_batch_size = {reid.adapt_batch_size} gives {reid.adapt_batch_size - 1} negatives"
+                f" per image, fewer than the {need} that loss '{self.loss.name}' ranks (adaptation trains with"
+                f" the same loss): use at least {need + 1}, or eval.reid.adapt_epochs = 0")
         return self
 
 

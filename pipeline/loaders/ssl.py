@@ -36,9 +36,12 @@ class SSLLoader:
     to whatever the caller computes between batches. drop_last (default True): every batch has the full
     batch_size, which the rank-k negatives of the loss need. manifest / settings: when given, a .beton
     written from another manifest version or with other convert parameters is refused (BetonError).
+    image_size: a side (square views) or a (height, width) pair; for a non-square output the crops' aspect
+    range is the output's times torchvision's (3/4, 4/3), so non-square views are distorted by the same
+    factors as square ones (person crops stay tall instead of being squashed into the output's shape).
     """
 
-    def __init__(self, beton: str | Path, *, batch_size: int, image_size: int, seed: int = 0,
+    def __init__(self, beton: str | Path, *, batch_size: int, image_size: int | tuple[int, int], seed: int = 0,
                  device: str | torch.device = "cpu", num_workers: int = 2, order: str = "random",
                  os_cache: bool = True, distributed: bool = False, drop_last: bool = True,
                  crop_scale: tuple[float, float] = (0.08, 1.0), batches_ahead: int = 3,
@@ -49,8 +52,10 @@ class SSLLoader:
         self.batch_size, self.image_size = batch_size, image_size
         self.torch_threads = torch_threads_for(self.device, num_workers, torch_threads)
         # The crop seed mixes in the rank: shards never overlap, but be explicit about independence.
-        decoder = RandomCropsDecoder((image_size, image_size), views=2, scale=tuple(crop_scale),
-                                     seed=seed * 1_000_003 + self.rank)
+        height, width = (image_size, image_size) if isinstance(image_size, int) else map(int, image_size)
+        aspect = width / height  # 1 for square views: torchvision's default ratio range, as before
+        decoder = RandomCropsDecoder((height, width), views=2, scale=tuple(crop_scale),
+                                     ratio=(3 / 4 * aspect, 4 / 3 * aspect), seed=seed * 1_000_003 + self.rank)
         self.loader = make_loader(beton, batch_size=batch_size, num_workers=num_workers,
                                   order=order_option(order, distributed), os_cache=os_cache,
                                   distributed=distributed, seed=seed, drop_last=drop_last, batches_ahead=batches_ahead,

@@ -61,12 +61,17 @@ def autocast_for(device: torch.device, precision: str):
 
 
 def random_resize(x: torch.Tensor, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:
-    """The official model's undocumented trick: resize the whole batch to one random square size."""
-    side = x.shape[-1]
-    size = int(round(side * (lo + (hi - lo) * torch.rand(1, generator=gen).item())))
-    if size == side:
+    """The official model's undocumented trick: resize the whole batch to one random square size.
+
+    Non-square views (reid_eval's SYSU-30k adaptation) are scaled by the same random factor on both sides,
+    keeping their aspect ratio; square views get exactly the square sizes of the official trick.
+    """
+    height, width = x.shape[-2:]
+    factor = lo + (hi - lo) * torch.rand(1, generator=gen).item()
+    size = (int(round(height * factor)), int(round(width * factor)))
+    if size == (height, width):
         return x
-    return nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
 class Pretrainer:
