@@ -95,3 +95,13 @@ def test_cuda_unavailable_is_a_clear_error(tiny):
     with pytest.raises(ValueError, match="CUDA is not available"):
         SSLLoader(tiny.train, batch_size=8, image_size=16, device="cuda")
     assert os.path.exists(tiny.train)
+
+
+def test_portrait_views_for_the_reid_adaptation(tiny):
+    # (height, width) views, as reid_eval's SYSU-30k adaptation asks for; 6 portrait images, batch 3.
+    loader = SSLLoader(tiny.query, batch_size=3, image_size=(16, 8), seed=0, num_workers=1)
+    batches = [tuple(t.clone() for t in b) for b in loader]
+    assert len(batches) == 2
+    for v1, v2, label in batches:
+        assert v1.shape == v2.shape == (3, 3, 16, 8) and label.shape == (3,)
+        assert not torch.allclose(v1, v2)

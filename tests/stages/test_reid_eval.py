@@ -29,15 +29,15 @@ def _params(*extra: str):
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> Path:
-    """Dataset, validated manifest, query/gallery .beton files and a 'pretrained' resnet18 export."""
+    """Dataset, validated manifest, train/query/gallery .beton files and a 'pretrained' resnet18 export."""
     root = tmp_path_factory.mktemp("reid") / "project"
     generate_sysu(root / "data/embedded/sysu30k", SYSU, seed=0)
     manifests = root / "data/validated/manifests"
     manifests.mkdir(parents=True)
     sysu_tables(root / "data/embedded/sysu30k")["sysu"].to_csv(manifests / "sysu.csv", index=False)
     params = validate_params(compose([f"data.sysu.root={root / 'data/embedded/sysu30k'}", *OVERRIDES[1:]]))
-    convert_all(params, root / "data/beton", manifest_dir=manifests, names=["sysu_query", "sysu_gallery"],
-                num_workers=1)
+    convert_all(params, root / "data/beton", manifest_dir=manifests,
+                names=["sysu_train", "sysu_query", "sysu_gallery"], num_workers=1)
     (root / "data/pretrain").mkdir()
     torch.save(export_backbone_state_dict(random_backbone("resnet18", "imagenet", 123)[0]),
                root / "data/pretrain/backbone.pt")
@@ -94,7 +94,56 @@ def test_checkpoint_of_another_architecture_is_a_clear_error(template, tmp_path,
     assert not (project / "data/reid").exists()
 
 
-def test_adaptation_is_refused_until_built(template, tmp_path, monkeypatch, capsys):
+# Adaptation on the 6 training images (2 bags x 3): ranks 2..3 need a batch of 4 (one step per epoch).
+ADAPT = ["eval.reid.adapt_epochs=1", "eval.reid.adapt_batch_size=4", "loss.k_end=3", "eval.reid.adapt_height=32",
+         "eval.reid.adapt_width=16", "model.projector_hidden=32", "model.projector_out=16",
+         "model.predictor_hidden=32"]
+
+
+def test_adaptation_trains_both_backbones_before_retrieval(template, tmp_path, monkeypatch):
     project = shutil.copytree(template, tmp_path / "project")
-    err = _fails(monkeypatch, capsys, project, "eval.reid.adapt_epochs=10")
-    assert "eval.reid.adapt_epochs = 10: self-supervised adaptation" in err and "expected 0" in err
+    exported = torch.load(project / "data/pretrain/backbone.pt", weights_only=True)
+    evaluated = []
+    real_extract = reid_eval.extract
+
+    def spy(loader, backbones, device, desc):
+        evaluated.append({name: m.conv1.weight.detach().clone() for name, m in backbones.items()})
+        return real_extract(loader, backbones, device, desc)
+
+    monkeypatch.setattr(reid_eval, "extract", spy)
+    _run(monkeypatch, project, *ADAPT)
+    # Retrieval ran on the adapted weights, not on backbone.pt or the plain random init.
+    random_conv1 = random_backbone("resnet18", "imagenet", 0)[0].conv1.weight
+    assert len(evaluated) == 2
+    for weights in evaluated:
+        assert not torch.equal(weights["pretrained"], exported["conv1.weight"])
+        assert not torch.equal(weights["random_init"], random_conv1)
+    m = json.loads((project / "data/reid/metrics.json").read_text())
+    adaptation = m["protocol"].pop("adaptation")
+    assert m["protocol"] == {"height": 64, "width": 32, "flip": True, "adapt_epochs": 1}
+    final = adaptation.pop("final_loss")
+    assert set(final) == {"pretrained", "random_init"} and all(100 < v < 300 for v in final.values())
+    train = _params(*ADAPT).train  # the pretraining recipe (eval.reid.adapt_lr is null: train.lr)
+    assert adaptation == {"data": "sysu_train", "epochs": 1, "steps": 1, "steps_per_epoch": 1, "batch_size": 4,
+                          "height": 32, "width": 16, "lr": train.lr, "warmup_epochs": 0.5,
+                          "optimizer": train.optimizer, "loss": "truncated_triplet"}
+    for name in ("pretrained", "random_init"):
+        assert all(0 <= m[name][k] <= 1 for k in ("rank1", "rank5", "rank10", "mAP"))
+    assert sorted(p.name for p in (project / "data/reid").iterdir()) == ["metrics.json", "top5.png"]
+
+
+def test_too_few_training_images_for_one_adaptation_batch(template, tmp_path, monkeypatch, capsys):
+    project = shutil.copytree(template, tmp_path / "project")
+    err = _fails(monkeypatch, capsys, project, *ADAPT, "eval.reid.adapt_batch_size=8")
+    assert "data/beton/sysu_train.beton: 6 training images, fewer than one adaptation step of " \
+           "eval.reid.adapt_batch_size = 8" in err
+    assert not (project / "data/reid").exists()
+
+
+def test_negative_adaptation_epochs_stop_the_stage(template, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(template)
+    monkeypatch.setattr(_common, "load_params", lambda: _params("eval.reid.adapt_epochs=-1"))
+    with pytest.raises(SystemExit) as e:
+        reid_eval.main()
+    assert e.value.code == 1
+    assert "eval.reid.adapt_epochs = -1: Input should be greater than or equal to 0" in capsys.readouterr().err
