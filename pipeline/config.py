@@ -32,7 +32,8 @@ class GenClassification(Strict):
     image_size: int = Field(ge=16, le=512)
     train_per_class: int = PositiveInt
     val_per_class: int = PositiveInt
-    palette_size: int = Field(ge=4, le=12)
+    palette_size: int = Field(ge=2, le=12)
+    colour_jitter: float = Field(ge=0, le=64)
     scale: tuple[float, float]
     max_distractors: int = Field(ge=0, le=10)
     background_contrast: tuple[float, float]

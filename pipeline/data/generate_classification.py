@@ -29,6 +29,7 @@ class ClassificationSpec:
     train_per_class: int = 500
     val_per_class: int = 100
     palette_size: int = 8
+    colour_jitter: float = 12.0  # per-image std of each channel around its palette colour
     scale: tuple[float, float] = (0.5, 0.85)  # object diameter as a fraction of the image side
     max_distractors: int = 2
     background_contrast: tuple[float, float] = (0.3, 1.0)  # amplitude of the background texture
@@ -54,9 +55,11 @@ def draw_example(spec: ClassificationSpec, seed: int, split: int, label: int, in
     rng = item_rng(seed, DOMAIN, split, label, index)
     s = spec.image_size
     pal = shapes.PALETTE[: spec.palette_size]
-    bg_a, bg_b, fg_a, fg_b = (pal[i] for i in rng.choice(len(pal), 4, replace=False))
-    canvas = shapes.texture(rng, s, s, shapes.jitter_colour(rng, bg_a), shapes.jitter_colour(rng, bg_b),
-                            amplitude=spec.background_contrast)
+    # Object and background take two different palette colours; the second colour of each texture is free.
+    bg_a, fg_a = (pal[i] for i in rng.choice(len(pal), 2, replace=False))
+    bg_b, fg_b = (pal[i] for i in rng.choice(len(pal), 2))
+    jitter = lambda c: shapes.jitter_colour(rng, c, spec.colour_jitter)  # noqa: E731
+    canvas = shapes.texture(rng, s, s, jitter(bg_a), jitter(bg_b), amplitude=spec.background_contrast)
     canvas = _add_distractors(rng, canvas, pal, spec.max_distractors)
 
     radius = 0.5 * s * rng.uniform(*spec.scale)
@@ -66,7 +69,7 @@ def draw_example(spec: ClassificationSpec, seed: int, split: int, label: int, in
     polys = shapes.place(shapes.shape_polygons(shapes.SHAPES[label]), cx, cy, radius, angle,
                          flip=bool(rng.integers(2)))
     textured = rng.random() < spec.object_texture
-    fill = shapes.texture(rng, s, s, shapes.jitter_colour(rng, fg_a), shapes.jitter_colour(rng, fg_b),
+    fill = shapes.texture(rng, s, s, jitter(fg_a), jitter(fg_b),
                           kind=rng.choice(["stripes", "noise"]) if textured else "flat")
     canvas = shapes.composite(canvas, fill, shapes.polygon_mask((s, s), polys))
 

@@ -18,11 +18,13 @@ SHAPES = (
 )
 
 # A shared palette: object and background colours are drawn from it independently of the class, so
-# colour carries no class information and (being shared by many images) little instance information.
+# colour carries no class information and (being shared by many images) little instance information. The
+# first two entries are a light and a dark neutral: `palette_size: 2` gives two-tone images whose only
+# colour cue is the polarity (light on dark or dark on light).
 PALETTE = np.array(
     [
-        (214, 63, 58), (58, 120, 214), (62, 170, 84), (230, 190, 50), (150, 80, 190), (235, 130, 40),
-        (40, 180, 190), (200, 200, 200), (90, 90, 90), (150, 110, 70), (230, 120, 170), (20, 40, 90),
+        (225, 225, 225), (35, 35, 35), (214, 63, 58), (58, 120, 214), (62, 170, 84), (230, 190, 50),
+        (150, 80, 190), (235, 130, 40), (40, 180, 190), (150, 110, 70), (230, 120, 170), (20, 40, 90),
     ],
     dtype=np.float32,
 )

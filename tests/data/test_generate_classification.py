@@ -65,3 +65,17 @@ def test_colour_carries_no_class_information():
 def test_bad_class_count_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="generate.classification.classes = 40"):
         generate_classification(tmp_path / "x", SMALL | {"classes": 40}, seed=0)
+
+
+def test_two_tone_palette_draws_both_polarities_and_no_third_colour():
+    # palette_size 2 (the default): object and background are the light and the dark neutral, either way round.
+    spec = ClassificationSpec.from_dict(SMALL | {"palette_size": 2, "colour_jitter": 0, "max_distractors": 0,
+                                                 "background_contrast": [0.0, 0.0], "object_texture": 0.0})
+    light_background = []
+    for i in range(30):
+        img = np.asarray(draw_example(spec, 0, 0, i % 4, i), dtype=np.float32)
+        border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]]).mean(1)
+        light_background.append(np.median(border) > 128)
+        grey = img.mean(2)
+        assert np.abs(img - grey[..., None]).max() < 30  # neutral tones only: no hue to identify an image
+    assert 0.2 < np.mean(light_background) < 0.8
