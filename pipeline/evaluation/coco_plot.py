@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .plots import save_figure
+
 SCORE_THRESHOLD = 0.5  # only confident detections are drawn (COCOeval itself scores all of them)
 MAX_DRAWN = 10
 
@@ -52,5 +54,4 @@ def plot_predictions(dataset, image_ids, outputs: dict[str, dict[int, dict]], pa
         axes[0][c].set_title(f"val image {image_id}", fontsize=8)
     fig.suptitle(f"Mask R-CNN detections (score >= {SCORE_THRESHOLD})", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
