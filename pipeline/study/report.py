@@ -471,29 +471,29 @@ def _plots(s: Summary, out: Path) -> list[str]:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
         for key, name in TOP1:
             axes[0].plot(ks, [s.ks[k]["final"][key] for k in ks], marker="o", label=f"final {name} top-1")
-        axes[0].set_xscale("log")
-        axes[0].set_xticks(ks, [str(k) for k in ks])
-        axes[0].set_xlabel("k (smoothed ranks k..10)")
-        axes[0].set_ylabel("top-1 (val)")
-        axes[0].grid(alpha=0.3)
-        axes[0].legend(fontsize=8)
+        _k_axis(axes[0], ks, "k (smoothed ranks k..10)", "top-1 (val)")
         for fn in ("fn_selected", "fn_hardest"):
             ys = [s.ks[k][fn] for k in ks]
             if all(y is not None for y in ys):
                 axes[1].plot(ks, ys, marker="o", label=f"{fn}, last epoch")
         if s.setup["classes"]:
             axes[1].axhline(1 / s.setup["classes"], color="grey", lw=1, ls=":", label="chance")
-        axes[1].set_xscale("log")
-        axes[1].set_xticks(ks, [str(k) for k in ks])
-        axes[1].set_xlabel("k")
-        axes[1].set_ylabel("same-class share")
-        axes[1].grid(alpha=0.3)
-        axes[1].legend(fontsize=8)
+        _k_axis(axes[1], ks, "k", "same-class share")
         fig.tight_layout()
         fig.savefig(out / PICTURES["k"], dpi=100)
         plt.close(fig)
         written.append(PICTURES["k"])
     return written
+
+
+def _k_axis(ax, ks: list[int], xlabel: str, ylabel: str) -> None:
+    """A log-scaled k axis labelled with the swept values, grid and legend."""
+    ax.set_xscale("log")
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
 
 
 def write_report(s: Summary, out_dir: Path, command: str, baseline: str | None = None) -> Path:
