@@ -53,11 +53,16 @@ class AdaptResult:
         return self.epoch_losses[-1]
 
 
+class TooFewBatches(ValueError):
+    """The adaptation loader gives no full optimizer step per epoch."""
+
+
 def adapt_params(params):
     """params as the Pretrainer reads them, with train.* replaced by the adaptation's own settings."""
     reid, train = params.eval.reid, params.train
-    adapted = train.model_copy(update={
-        "epochs": reid.adapt_epochs, "batch_size": reid.adapt_batch_size,
+    # Re-validated (not model_copy) so that the substituted values pass train.*'s own checks too.
+    adapted = type(train).model_validate({
+        **train.model_dump(), "epochs": reid.adapt_epochs, "batch_size": reid.adapt_batch_size,
         "lr": reid.adapt_lr if reid.adapt_lr is not None else train.lr,
         "warmup_epochs": reid.adapt_warmup_epochs})
     return params.model_copy(update={"train": adapted})
@@ -80,15 +85,15 @@ def adapt_backbone(backbone: nn.Module, params, loader, device: torch.device,
     Returns a new backbone (same architecture, CPU, eval mode) and what the run did; the input module is
     left untouched. Deterministic on the CPU for the same weights, params and loader state. The loader's
     augmentation state is restored afterwards, so several backbones adapted with one loader see the same
-    batches (like for like). Raises ValueError if the loader gives no full optimizer step per epoch and
-    TrainingDiverged (naming `name`) if the loss stops being finite.
+    batches (like for like). Raises TooFewBatches (a ValueError) if the loader gives no full optimizer step
+    per epoch and TrainingDiverged (naming `name`) if the loss stops being finite.
     """
     p = adapt_params(params)
     if p.train.epochs < 1:
         raise ValueError(f"eval.reid.adapt_epochs = {p.train.epochs}: nothing to adapt (expected >= 1)")
     if len(loader) < p.train.accumulate:
-        raise ValueError(f"the adaptation loader gives {len(loader)} batch(es) per epoch, fewer than one optimizer "
-                         f"step (train.accumulate = {p.train.accumulate})")
+        raise TooFewBatches(f"the adaptation loader gives {len(loader)} batch(es) per epoch, fewer than one optimizer "
+                         f"step of {p.train.batch_size} x train.accumulate = {p.train.accumulate} (full batches only)")
     start = loader.augment_state() if hasattr(loader, "augment_state") else None
     trainer = _Adapter(p, Path("."), (loader, None, None), DistInfo(), device)
     weights = export_backbone_state_dict(backbone)

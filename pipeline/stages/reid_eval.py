@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..evaluation.adapt import adapt_backbone
+from ..evaluation.adapt import TooFewBatches, adapt_backbone
 from ..evaluation.backbone_io import load_backbone, random_backbone
 from ..evaluation.plots import save_figure
 from ..evaluation.reid import DISTRACTOR_ID, evaluate, top_k
@@ -133,18 +133,17 @@ def adapt(params, backbones: dict[str, torch.nn.Module], device: torch.device, t
     cfg = params.eval.reid
     loader = ssl_loader(params, "sysu_train", device=device, batch_size=cfg.adapt_batch_size,
                         image_size=(cfg.adapt_height, cfg.adapt_width), **threads)
-    if len(loader) < params.train.accumulate:
-        beton = expectations(params, "sysu_train")["beton"]
-        raise StageFailed(f"{beton}: {read_layout(beton)[0]} training images, fewer than one adaptation step of "
-                          f"eval.reid.adapt_batch_size = {cfg.adapt_batch_size} x train.accumulate = "
-                          f"{params.train.accumulate} (full batches only); lower eval.reid.adapt_batch_size or set "
-                          "eval.reid.adapt_epochs = 0")
     adapted, results = {}, {}
     for name, backbone in backbones.items():
         try:
             adapted[name], results[name] = adapt_backbone(backbone, params, loader, device, name=name)
         except TrainingDiverged as e:
             raise StageFailed(str(e)) from None
+        except TooFewBatches as e:  # name the file and the keys to change
+            beton = expectations(params, "sysu_train")["beton"]
+            raise StageFailed(f"{beton}: {read_layout(beton)[0]} training images; {e}. Lower "
+                              f"eval.reid.adapt_batch_size (now {cfg.adapt_batch_size}) or set "
+                              "eval.reid.adapt_epochs = 0") from None
     first = next(iter(results.values()))
     entry = {"data": "sysu_train", "epochs": first.epochs, "steps": first.steps,
              "steps_per_epoch": first.steps_per_epoch, "batch_size": cfg.adapt_batch_size,
