@@ -17,6 +17,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import flows  # noqa: F401  (PREFECT_HOME and analytics defaults, before prefect is imported)
 from flows import dvc_cli
@@ -224,6 +225,16 @@ def ssl_pipeline(overrides: list[str] | None = None, experiment_name: str | None
     return results
 
 
+def run_cli(label: str, call: Callable[[], object]) -> int:
+    """A flow run from the command line: its known failures print one line `<label> failed: ...`, exit 1."""
+    try:
+        call()
+    except (StageError, dvc_cli.ProjectError, ValueError) as e:
+        print(f"{label} failed: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m flows.pipeline", description=__doc__.split("\n")[0])
     ap.add_argument("-S", "--set-param", dest="overrides", action="append", default=[],
@@ -231,12 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-n", "--name", help="experiment name (with -S)")
     ap.add_argument("--project-dir", help="directory holding dvc.yaml (default: the current directory)")
     args = ap.parse_args(argv)
-    try:
-        ssl_pipeline(overrides=args.overrides, experiment_name=args.name, project_dir=args.project_dir)
-    except (StageError, dvc_cli.ProjectError, ValueError) as e:
-        print(f"ssl-pipeline failed: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return run_cli("ssl-pipeline", lambda: ssl_pipeline(overrides=args.overrides, experiment_name=args.name,
+                                                        project_dir=args.project_dir))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import flows  # noqa: F401  (PREFECT_HOME and analytics defaults, before prefect is imported)
 from flows import dvc_cli
-from flows.pipeline import StageError, _failure, _retry_if_transient, check_overrides
+from flows.pipeline import StageError, _failure, _retry_if_transient, check_overrides, run_cli
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -238,12 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-j", "--jobs", type=int, default=1, help="experiments run at once (default 1)")
     ap.add_argument("--project-dir", help="directory holding dvc.yaml (default: the current directory)")
     args = ap.parse_args(argv)
-    try:
-        ssl_sweep(params=args.params, metric=args.metric, jobs=args.jobs, project_dir=args.project_dir)
-    except (StageError, dvc_cli.ProjectError, ValueError) as e:
-        print(f"ssl-sweep failed: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return run_cli("ssl-sweep", lambda: ssl_sweep(params=args.params, metric=args.metric, jobs=args.jobs,
+                                                  project_dir=args.project_dir))
 
 
 if __name__ == "__main__":

@@ -243,6 +243,9 @@ class Coco(Strict):
     test_size: int = PositiveInt
     fpn_channels: int = Field(ge=8)
     num_workers: int = Field(ge=0)
+    # Fine-tuning seed (new layers' init, data order, sizes, flips); null: the top-level seed. The random-init
+    # backbone stays the pretrain stage's starting weights (top-level seed) whatever this is.
+    seed: int | None = Field(default=..., ge=0)
 
     @model_validator(mode="after")
     def _sizes(self):

@@ -60,7 +60,7 @@ def draw_example(spec: ClassificationSpec, seed: int, split: int, label: int, in
     bg_b, fg_b = (pal[i] for i in rng.choice(len(pal), 2))
     jitter = lambda c: shapes.jitter_colour(rng, c, spec.colour_jitter)  # noqa: E731
     canvas = shapes.texture(rng, s, s, jitter(bg_a), jitter(bg_b), amplitude=spec.background_contrast)
-    canvas = _add_distractors(rng, canvas, pal, spec.max_distractors)
+    canvas = _add_distractors(rng, canvas, pal, spec.max_distractors, spec.colour_jitter)
 
     radius = 0.5 * s * rng.uniform(*spec.scale)
     margin = 0.6 * radius  # allow the object to be partly cut by the border, as in real photos
@@ -77,7 +77,7 @@ def draw_example(spec: ClassificationSpec, seed: int, split: int, label: int, in
     return shapes.to_image(canvas, blur=float(rng.uniform(0, 0.6)))
 
 
-def _add_distractors(rng, canvas: np.ndarray, pal: np.ndarray, max_n: int) -> np.ndarray:
+def _add_distractors(rng, canvas: np.ndarray, pal: np.ndarray, max_n: int, jitter: float) -> np.ndarray:
     """Small blobs and strokes: clutter that belongs to no class."""
     h, w, _ = canvas.shape
     n = int(rng.integers(0, max_n + 1))
@@ -93,7 +93,7 @@ def _add_distractors(rng, canvas: np.ndarray, pal: np.ndarray, max_n: int) -> np
         else:
             a = rng.uniform(0, math.pi)
             draw.line([x, y, x + 3 * r * math.cos(a), y + 3 * r * math.sin(a)], fill=255, width=max(1, int(r / 2)))
-    colour = shapes.jitter_colour(rng, pal[rng.integers(len(pal))])
+    colour = shapes.jitter_colour(rng, pal[rng.integers(len(pal))], jitter)
     return shapes.composite(canvas, np.broadcast_to(colour, canvas.shape), mask)
 
 

@@ -43,18 +43,19 @@ def run_coco(params, out: Path = OUT, backbone_path: Path = BACKBONE, manifests:
                  "%d train / %d val images, %d classes", coco.schedule, schedule.iterations, schedule.batch_size,
                  schedule.lr, list(schedule.steps), list(coco.train_sizes), coco.test_size, len(train), len(val),
                  len(train.cat_to_label))
+        seed = params.seed if coco.seed is None else coco.seed
         keep = tuple(val.image_ids[:PICTURE_IMAGES])
         blocks, shown = {}, {}
         backbones = {"pretrained": lambda: load_backbone(backbone_path, params.model.arch, params.model.stem)[0],
                      "random_init": lambda: random_backbone(params.model.arch, params.model.stem, params.seed)[0]}
         for name, make in backbones.items():
             start = time.perf_counter()
-            torch.manual_seed(params.seed)  # the new layers start identical in both runs
+            torch.manual_seed(seed)  # the new layers start identical in both runs
             model = build_detector(make(), len(train.cat_to_label), list(coco.train_sizes), coco.test_size,
                                    coco.fpn_channels).to(device)
             net = _wrap(model, params, dist, device)
             try:
-                losses = finetune(net, train, schedule, list(coco.train_sizes), device=device, seed=params.seed,
+                losses = finetune(net, train, schedule, list(coco.train_sizes), device=device, seed=seed,
                                   rank=dist.rank, world_size=dist.world_size, num_workers=coco.num_workers,
                                   desc=name)
             except FinetuneDiverged as e:
@@ -70,7 +71,8 @@ def run_coco(params, out: Path = OUT, backbone_path: Path = BACKBONE, manifests:
             return {}
         metrics = {**blocks, "gain": {t: {k: round(blocks["pretrained"][t][k] - blocks["random_init"][t][k], 6)
                                           for k in coco_eval.STAT_NAMES} for t in coco_eval.IOU_TYPES},
-                   "schedule": coco.schedule, "iterations": schedule.iterations, "batch_size": schedule.batch_size}
+                   "schedule": coco.schedule, "iterations": schedule.iterations, "batch_size": schedule.batch_size,
+                   "seed": seed}
         _write(out, metrics, val, keep, shown)
         return metrics
     finally:

@@ -90,3 +90,21 @@ def test_wrong_backbone_and_empty_val_are_one_error_line(project, tmp_path):
     proc = _stage(other)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert f"[coco_finetune] error: {ann}: split 'val2017' has 0 annotation(s)" in proc.stderr
+
+
+def test_finetune_seed_defaults_to_the_top_level_seed_and_changes_only_the_finetuning(project, tmp_path):
+    from pipeline.stages.coco_finetune import run_coco
+
+    def run(*overrides):
+        params = validate_params(compose([f"data.coco.root={project / 'coco'}", *OVERRIDES, *overrides]))
+        return run_coco(params, out=tmp_path / "_".join(overrides or ("default",)),
+                        backbone_path=project / "data/pretrain/backbone.pt",
+                        manifests=project / "data/validated/manifests")
+
+    default, seed5, top5 = run(), run("eval.coco.seed=5"), run("seed=5")
+    assert (default["seed"], seed5["seed"], top5["seed"]) == (0, 5, 5)
+    # Another fine-tuning seed is another run (heads, data order) ...
+    assert seed5["pretrained"]["final_loss"] != default["pretrained"]["final_loss"]
+    # ... while the random-init backbone stays the top-level seed's: seed=5 also changes that backbone.
+    assert seed5["pretrained"] == top5["pretrained"]
+    assert seed5["random_init"] != top5["random_init"]
