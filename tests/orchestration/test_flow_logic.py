@@ -107,3 +107,13 @@ def test_find_metric_by_key_or_file_and_key():
         find_metric(metrics, "x")
     with pytest.raises(ValueError, match="known metrics: a.json:knn_top1"):
         find_metric(metrics, "nope")
+
+
+def test_cli_failures_are_one_line_and_exit_1_other_errors_propagate(capsys):
+    from flows.pipeline import run_cli
+
+    assert run_cli("ssl-sweep", lambda: None) == 0
+    assert run_cli("ssl-sweep", lambda: (_ for _ in ()).throw(StageError("stage pretrain failed"))) == 1
+    assert capsys.readouterr().err == "ssl-sweep failed: stage pretrain failed\n"
+    with pytest.raises(KeyError):
+        run_cli("ssl-sweep", lambda: {}["x"])
