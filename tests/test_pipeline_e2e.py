@@ -46,6 +46,17 @@ def test_second_repro_runs_no_stage(project):
     assert "Running stage" not in out and "up to date" in out
 
 
+def test_pretrain_checkpoint_survives_a_forced_rerun_and_temp_experiments_skip_pretrain(project):
+    # DVC deletes a stage's outputs before running it; the checkpoint is not one, so the run resumes from it.
+    proc = sh(project, "dvc", "repro", "-f", "-s", "pretrain")
+    assert "resumed from" in proc.stdout + proc.stderr
+    # A temporary copy has no checkpoint; that must not make pretrain stale for a downstream experiment.
+    out = sh(project, "dvc", "exp", "run", "--temp", "-n", "coco_seed3", "-S", "eval.coco.seed=3",
+             "coco_finetune").stdout
+    assert "Stage 'pretrain' didn't change, skipping" in out
+    assert "Running stage 'coco_finetune'" in out
+
+
 def test_exp_run_with_an_invalid_k_fails_naming_the_key(project):
     proc = sh(project, "dvc", "exp", "run", "-S", "loss.k=0", check=False)
     assert proc.returncode != 0
