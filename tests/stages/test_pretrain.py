@@ -122,7 +122,7 @@ def test_killed_run_resumes_to_the_same_weights(template, uninterrupted, tmp_pat
 
 
 def test_finished_run_rebuilds_outputs_dvc_deleted(uninterrupted, tmp_path):
-    """DVC removes a stage's outputs (not the persistent checkpoint) before re-running it."""
+    """DVC removes a stage's outputs (not the checkpoint, a working file) before re-running it."""
     project = _copy(uninterrupted, tmp_path / "project")
     out = project / "data/pretrain"
     expected = (out / "live/plots/metrics/linear_top1.tsv").read_text()
