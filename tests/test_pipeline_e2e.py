@@ -47,9 +47,13 @@ def test_second_repro_runs_no_stage(project):
 
 
 def test_pretrain_checkpoint_survives_a_forced_rerun_and_temp_experiments_skip_pretrain(project):
-    # DVC deletes a stage's outputs before running it; the checkpoint is not one, so the run resumes from it.
+    # DVC deletes a stage's outputs before running it; the checkpoint is not one, so the finished run resumes
+    # from it and re-exports the same backbone: the lock, and so `dvc status`, are unchanged.
+    lock = (project / "dvc.lock").read_text()
     proc = sh(project, "dvc", "repro", "-f", "-s", "pretrain")
     assert "resumed from" in proc.stdout + proc.stderr
+    assert (project / "dvc.lock").read_text() == lock
+    assert "up to date" in sh(project, "dvc", "status").stdout
     # A temporary copy has no checkpoint; that must not make pretrain stale for a downstream experiment.
     out = sh(project, "dvc", "exp", "run", "--temp", "-n", "coco_seed3", "-S", "eval.coco.seed=3",
              "coco_finetune").stdout

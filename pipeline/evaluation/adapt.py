@@ -88,9 +88,9 @@ def adapt_backbone(backbone: nn.Module, params, loader, device: torch.device,
     batches (like for like). Raises TooFewBatches (a ValueError) if the loader gives no full optimizer step
     per epoch and TrainingDiverged (naming `name`) if the loss stops being finite.
     """
+    if params.eval.reid.adapt_epochs < 1:  # before adapt_params, whose train.* validation would say "epochs"
+        raise ValueError(f"eval.reid.adapt_epochs = {params.eval.reid.adapt_epochs}: nothing to adapt (expected >= 1)")
     p = adapt_params(params)
-    if p.train.epochs < 1:
-        raise ValueError(f"eval.reid.adapt_epochs = {p.train.epochs}: nothing to adapt (expected >= 1)")
     if len(loader) < p.train.accumulate:
         raise TooFewBatches(f"the adaptation loader gives {len(loader)} batch(es) per epoch, fewer than one optimizer "
                          f"step of {p.train.batch_size} x train.accumulate = {p.train.accumulate} (full batches only)")

@@ -28,6 +28,7 @@ class _ImageLoader:
                  manifest: Path | None, settings: dict | None, torch_threads: int | None):
         from ffcv.transforms import ToDevice, ToTensor
 
+        self.beton = Path(beton)  # what the data is: the training fingerprint hashes its sidecar
         self.device = check_device(device)
         self.torch_threads = torch_threads_for(self.device, num_workers, torch_threads)
         self.rank, self.world_size = dist_info(distributed)

@@ -47,6 +47,7 @@ class SSLLoader:
                  crop_scale: tuple[float, float] = (0.08, 1.0), batches_ahead: int = 3,
                  torch_threads: int | None = None, blur_kernel: int | None = None,
                  manifest: Path | None = None, settings: dict | None = None):
+        self.beton = Path(beton)  # what the data is: the training fingerprint hashes its sidecar
         self.device = check_device(device)
         self.rank, self.world_size = dist_info(distributed)
         self.batch_size, self.image_size = batch_size, image_size

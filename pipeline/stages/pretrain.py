@@ -1,8 +1,9 @@
 """Stage `pretrain`: self-supervised pretraining with the configured loss (truncated triplet by default).
 
 Works alone or under `torchrun --nproc_per_node=N python -m pipeline.stages.pretrain` (DDP). Outputs in
-data/pretrain/: checkpoint.pt (resumable; kept between runs), backbone.pt (a plain torchvision
-state_dict), metrics.json, and DVCLive's per-epoch metrics and plots under live/.
+data/pretrain/: backbone.pt (a plain torchvision state_dict), metrics.json, and DVCLive's per-epoch metrics
+and plots under live/. checkpoint.pt there is the resume state, a working file that DVC does not track: it
+is resumed only when its fingerprint (params, data, code: pipeline/train/fingerprint.py) matches.
 """
 from __future__ import annotations
 

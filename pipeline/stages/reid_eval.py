@@ -142,8 +142,8 @@ def adapt(params, backbones: dict[str, torch.nn.Module], device: torch.device, t
         except TooFewBatches as e:  # name the file and the keys to change
             beton = expectations(params, "sysu_train")["beton"]
             raise StageFailed(f"{beton}: {read_layout(beton)[0]} training images; {e}. Lower "
-                              f"eval.reid.adapt_batch_size (now {cfg.adapt_batch_size}) or set "
-                              "eval.reid.adapt_epochs = 0") from None
+                              f"eval.reid.adapt_batch_size (now {cfg.adapt_batch_size}) or train.accumulate, or "
+                              "set eval.reid.adapt_epochs = 0") from None
     first = next(iter(results.values()))
     entry = {"data": "sysu_train", "epochs": first.epochs, "steps": first.steps,
              "steps_per_epoch": first.steps_per_epoch, "batch_size": cfg.adapt_batch_size,

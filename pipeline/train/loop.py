@@ -20,6 +20,7 @@ from torch import nn
 
 from ..evaluation.knn import extract_features, knn_top1
 from ..evaluation.linear import fit_on_features
+from ..ffcv_io.sidecar import sidecar_path
 from ..losses import build_loss, false_negative_rates, hardest_false_negative_rate, loss_hyperparameters
 from ..models import SiameseModel, export_backbone_state_dict
 from ..models.siamese import ema_momentum
@@ -97,7 +98,8 @@ class Pretrainer:
         self.warmup_steps = int(round(t.warmup_epochs * self.steps_per_epoch))
         self.resize_gen = torch.Generator().manual_seed(params.seed * 7 + dist.rank)
         self.state = RunState()
-        self.fingerprint = run_fingerprint(params)
+        self.fingerprint = run_fingerprint(params, [sidecar_path(loader.beton) for loader in loaders
+                                                    if hasattr(loader, "beton")])
         self.checkpoint_path = self.out / "checkpoint.pt"
 
     # --- setup ---------------------------------------------------------------------------------------

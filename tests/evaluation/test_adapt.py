@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pipeline.config import ParamsError, compose, validate_params
-from pipeline.evaluation.adapt import adapt_backbone, adapt_params
+from pipeline.evaluation.adapt import TooFewBatches, adapt_backbone, adapt_params
 from pipeline.evaluation.backbone_io import random_backbone
 from pipeline.train.loop import TrainingDiverged, random_resize
 
@@ -107,8 +107,11 @@ def test_adaptation_reads_its_recipe_from_params():
 
 def test_too_few_batches_and_divergence_are_clear_errors():
     loader = _Views(batches=0)
-    with pytest.raises(ValueError, match="0 batch"):
+    with pytest.raises(TooFewBatches, match="0 batch"):
         adapt_backbone(random_backbone("resnet18", "imagenet", 0)[0], _params(), loader, torch.device("cpu"))
+    with pytest.raises(ValueError, match=r"^eval.reid.adapt_epochs = 0: nothing to adapt \(expected >= 1\)$"):
+        adapt_backbone(random_backbone("resnet18", "imagenet", 0)[0], _params("eval.reid.adapt_epochs=0"),
+                       _Views(), torch.device("cpu"))
     with pytest.raises(TrainingDiverged, match="adaptation of the random_init backbone diverged.*eval.reid.adapt_lr"):
         adapt_backbone(random_backbone("resnet18", "imagenet", 0)[0], _params("eval.reid.adapt_lr=1e30"),
                        _Views(), torch.device("cpu"), name="random_init")

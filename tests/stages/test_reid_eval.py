@@ -137,7 +137,7 @@ def test_too_few_training_images_for_one_adaptation_batch(template, tmp_path, mo
     err = _fails(monkeypatch, capsys, project, *ADAPT, "eval.reid.adapt_batch_size=8")
     assert "data/beton/sysu_train.beton: 6 training images; the adaptation loader gives 0 batch(es) per epoch, " \
            "fewer than one optimizer step of 8 x train.accumulate = 1" in err
-    assert "Lower eval.reid.adapt_batch_size (now 8) or set eval.reid.adapt_epochs = 0" in err
+    assert "Lower eval.reid.adapt_batch_size (now 8) or train.accumulate, or set eval.reid.adapt_epochs = 0" in err
     assert not (project / "data/reid").exists()
 
 
