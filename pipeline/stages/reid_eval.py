@@ -31,7 +31,7 @@ from ..evaluation.plots import save_figure
 from ..evaluation.reid import DISTRACTOR_ID, evaluate, top_k
 from ..ffcv_io.datasets import MANIFESTS, plan_for, read_manifest, selected_rows
 from ..ffcv_io.sidecar import read_layout
-from ..loaders.from_params import expectations, reid_eval_loader, ssl_loader
+from ..loaders.from_params import reid_eval_loader, ssl_loader
 from ..progress import show_progress
 from ..train.loop import TrainingDiverged, pick_device
 from ._common import StageFailed, log, run_stage, write_metrics
@@ -140,8 +140,7 @@ def adapt(params, backbones: dict[str, torch.nn.Module], device: torch.device, t
         except TrainingDiverged as e:
             raise StageFailed(str(e)) from None
         except TooFewBatches as e:  # name the file and the keys to change
-            beton = expectations(params, "sysu_train")["beton"]
-            raise StageFailed(f"{beton}: {read_layout(beton)[0]} training images; {e}. Lower "
+            raise StageFailed(f"{loader.beton}: {read_layout(loader.beton)[0]} training images; {e}. Lower "
                               f"eval.reid.adapt_batch_size (now {cfg.adapt_batch_size}) or train.accumulate, or "
                               "set eval.reid.adapt_epochs = 0") from None
     first = next(iter(results.values()))
