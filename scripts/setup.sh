@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# One-shot, idempotent setup: Debian packages ffcv needs, then .venv/ with the project (editable, dev extras).
+# One-shot, idempotent setup: Debian packages ffcv needs, then .venv/ installed from uv.lock only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+[ "${1:-}" = "--uv-only" ] && APT_PKGS=() || \
 APT_PKGS=(build-essential pkg-config libopencv-dev libturbojpeg0-dev git)
 missing=()
 for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -13,22 +14,27 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# Python is pinned (pyproject's requires-python, .python-version); uv never downloads one.
 PY=${PYTHON:-python3.11}
-command -v "$PY" >/dev/null || PY=python3
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
+command -v "$PY" >/dev/null || { echo "[setup] error: $PY not found; this project needs CPython 3.11" >&2; exit 1; }
 
-# Reinstall only when pyproject.toml changed since the last successful install.
-stamp=.venv/.pipeline-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "[setup] installing the project into .venv (first time: several minutes)"
-  .venv/bin/pip install -q --upgrade pip setuptools wheel
-  # ffcv's setup.py imports numpy/pkgconfig at build time: give its build env what it needs.
-  .venv/bin/pip install -q numpy pkgconfig
-  .venv/bin/pip install -q -e '.[dev]'
-  echo "$want" > "$stamp"
+# uv, pinned by version and hash, lives in .tools/uv: not in .venv, which `uv sync` keeps equal to the lock.
+UV=.tools/uv/bin/uv
+want_uv=$(sed -n 's/^uv==\([0-9.]*\).*/\1/p' scripts/uv-requirements.txt)
+if ! "$UV" --version 2>/dev/null | grep -qx "uv $want_uv.*"; then
+  echo "[setup] installing uv $want_uv into .tools/uv"
+  rm -rf .tools/uv
+  "$PY" -m venv .tools/uv
+  .tools/uv/bin/pip install -q --disable-pip-version-check --require-hashes -r scripts/uv-requirements.txt
 fi
 
-# Analytics off (offline machines): DVC per-repo, GX and Prefect through env (see scripts/env.sh).
+[ "${1:-}" = "--uv-only" ] && exit 0  # `make lock` needs uv, not the environment
+
+# Exactly what uv.lock lists (--locked: stop if pyproject.toml and uv.lock disagree; run `make lock`).
+# A no-op in about a second when .venv already matches.
+export UV_PYTHON_DOWNLOADS=never
+"$UV" sync --locked --extra dev --python "$PY" --quiet
+
+# Analytics off (offline machines): DVC per-repo, GX and Prefect through the Makefile's environment.
 .venv/bin/dvc config --local core.analytics false >/dev/null 2>&1 || true
 echo "[setup] ok: $(.venv/bin/python -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision", torchvision.__version__)')"

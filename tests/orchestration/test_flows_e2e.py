@@ -1,7 +1,7 @@
 """The Prefect flows against a real Prefect server on loopback, on a small fresh copy of the project.
 
-In order: serve the pipeline on a cron schedule and trigger a run of the deployment (it completes, every
-stage up to date); deploy prefect.yaml to a process work pool and let a worker run it; a sweep over loss.k (only check_params and pretrain run, the data stages come from the
+In order: serve the pipeline on an every-minute cron schedule and wait for the server's scheduler to
+create a run by itself (it completes, every stage up to date); deploy prefect.yaml to a process work pool and let a worker run it; a sweep over loss.k (only check_params and pretrain run, the data stages come from the
 cache; table and plot published); a stage killed once is retried and a stage failing on its own fails the
 flow with the stage named, no retry, and DVC left unlocked.
 """
@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -88,9 +89,28 @@ def wait_flow_run(url: str, run_id: str, timeout: float = 300) -> dict:
     raise AssertionError(f"flow run {run_id} did not finish within {timeout} s")
 
 
-def test_served_schedule_creates_a_cron_deployment_and_a_triggered_run_completes(project, server):
+def wait_scheduled_run(url: str, deployment_id: str, timeout: float) -> dict:
+    """The first run the server's scheduler created by itself for the deployment, once it has finished."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = api(url, "/flow_runs/filter", {"deployments": {"id": {"any_": [deployment_id]}},
+                                              "sort": "EXPECTED_START_TIME_ASC", "limit": 10, "offset": 0})
+        scheduled = [r for r in runs if r["auto_scheduled"]]
+        if scheduled and scheduled[0]["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            return scheduled[0]
+        time.sleep(2)
+    raise AssertionError(f"no scheduled run of deployment {deployment_id} finished within {timeout} s "
+                         "(does the server's scheduler create runs? see its log)")
+
+
+def test_served_cron_schedule_fires_by_itself_and_the_run_completes(project, server):
+    """A `* * * * *` schedule on a real server creates a run without any trigger, and the run completes.
+
+    With SQLAlchemy 2.1 installed, prefect 3.8.8's scheduler fails on every loop and no run is ever created:
+    this test then times out waiting (the deployment still shows its schedule as active).
+    """
     url = server["PREFECT_API_URL"]
-    serving = subprocess.Popen([str(BIN / "python"), "-m", "flows.serve", "--cron", "0 3 * * *"], cwd=project,
+    serving = subprocess.Popen([str(BIN / "python"), "-m", "flows.serve", "--cron", "* * * * *"], cwd=project,
                                env=env() | server, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)
     try:
@@ -103,11 +123,14 @@ def test_served_schedule_creates_a_cron_deployment_and_a_triggered_run_completes
                 deployment = api(url, "/deployments/name/ssl-pipeline/nightly")
             except urllib.error.HTTPError:
                 time.sleep(1)
-        assert [s["schedule"]["cron"] for s in deployment["schedules"]] == ["0 3 * * *"]
+        assert [s["schedule"]["cron"] for s in deployment["schedules"]] == ["* * * * *"]
         assert all(s["active"] for s in deployment["schedules"])
-        run = api(url, f"/deployments/{deployment['id']}/create_flow_run", {})
-        done = wait_flow_run(url, run["id"])
+        # Next minute boundary, the scheduler's and the runner's polling, then the run itself.
+        done = wait_scheduled_run(url, deployment["id"], timeout=300)
         assert done["state_type"] == "COMPLETED", done["state"]
+        # Started by the schedule: on the minute (the cron time), not before it.
+        expected, started = (datetime.fromisoformat(done[k]) for k in ("expected_start_time", "start_time"))
+        assert done["auto_scheduled"] and expected.second == 0 and started >= expected
     finally:
         os.killpg(serving.pid, signal.SIGINT)
         try:
@@ -117,8 +140,8 @@ def test_served_schedule_creates_a_cron_deployment_and_a_triggered_run_completes
     report = latest_artifact(url, "ssl-pipeline-report")["data"]
     stages = dvc_cli.stages_in_order(project)
     assert {"check_params", "generate", "validate", "convert", "pretrain"} <= set(stages)
-    for stage in stages:
-        assert f"| {stage} | up to date |" in report  # nothing changed since the fixture's dvc repro
+    for stage in stages:  # nothing changed since the fixture's dvc repro; scan (a folder listing) always runs
+        assert f"| {stage} | {'ran' if stage == 'scan' else 'up to date'} |" in report
     assert "data_docs/index.html" in report and "plots/index.html" in report
     metrics = latest_artifact(url, "ssl-pipeline-metrics")["data"]
     rows = json.loads(metrics) if isinstance(metrics, str) else metrics
@@ -164,7 +187,7 @@ def test_sweep_runs_only_pretrain_and_publishes_table_and_plot(project, server):
     after_pretrain = dvc_cli.downstream(edges, "pretrain")  # e.g. linear_eval, reid_eval
     for r in rows:
         assert r["status"] == "Success" and isinstance(r["knn_top1"], float)
-        assert set(r["stages run"].split(", ")) == {"check_params", "pretrain"} | after_pretrain
+        assert set(r["stages run"].split(", ")) == {"check_params", "scan", "pretrain"} | after_pretrain
         assert set(r["stages cached"].split(", ")) == {"generate", "validate", "convert"}
     pngs = list((project / "data/reports/sweeps").glob("*.png"))
     assert len(pngs) == 1 and pngs[0].stat().st_size > 1000
