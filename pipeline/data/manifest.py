@@ -22,12 +22,13 @@ def _with_probe(rows: list[dict], files: list[Path], desc: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def classification_tables(root: Path, splits: tuple[str, ...]) -> dict[str, pd.DataFrame]:
+def classification_tables(root: Path, splits: tuple[str, ...], *,
+                          follow_external_symlinks: bool = False) -> dict[str, pd.DataFrame]:
     """`classification` (per image) and `classification_counts` (per split x class, zeros included)."""
     classes = class_set(root, splits[0])
     rows, files, counts = [], [], []
     for split in splits:
-        listing = read_imagefolder(root, split, classes)
+        listing = read_imagefolder(root, split, classes, follow_external_symlinks=follow_external_symlinks)
         for img in listing.images:
             rows.append({"path": img.rel, "split": split, "class_name": img.class_name, "label": img.label})
             files.append(img.path)
@@ -40,9 +41,9 @@ def classification_tables(root: Path, splits: tuple[str, ...]) -> dict[str, pd.D
             "classification_counts": pd.DataFrame(counts)}
 
 
-def sysu_tables(root: Path) -> dict[str, pd.DataFrame]:
+def sysu_tables(root: Path, *, follow_external_symlinks: bool = False) -> dict[str, pd.DataFrame]:
     """`sysu`: per image, with `has_gallery_match` for queries (same identity on another camera)."""
-    images = read_sysu(root)
+    images = read_sysu(root, follow_external_symlinks=follow_external_symlinks)
     rows = [{"path": im.rel, "split": im.split, "identity": im.identity, "label": im.label,
              "camera": im.camera, "is_distractor": im.is_distractor} for im in images]
     table = _with_probe(rows, [im.path for im in images], "probing SYSU-30k images")
@@ -79,11 +80,12 @@ def refresh_derived(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     return out
 
 
-def coco_tables_for(root: Path, splits: tuple[str, ...]) -> dict[str, pd.DataFrame]:
+def coco_tables_for(root: Path, splits: tuple[str, ...], *,
+                    follow_external_symlinks: bool = False) -> dict[str, pd.DataFrame]:
     """`coco_images` (with size_matches against the json) and `coco_annotations`."""
     image_rows, files, ann_rows = [], [], []
     for split in splits:
-        imgs, anns = coco_tables(read_coco(root, split))
+        imgs, anns = coco_tables(read_coco(root, split, follow_external_symlinks=follow_external_symlinks))
         for r in imgs:
             files.append(r.pop("file"))
             image_rows.append(r)

@@ -10,6 +10,7 @@ from pathlib import Path
 from pycocotools.coco import COCO
 
 from pipeline.data.errors import DatasetLayoutError
+from pipeline.data.paths import inside_root
 
 REQUIRED_KEYS = ("images", "annotations", "categories")
 ANNOTATION_KEYS = ("id", "image_id", "category_id", "bbox", "area", "iscrowd")
@@ -25,9 +26,10 @@ class CocoSplit:
     images_dir: Path
     ann_file: Path
     coco: COCO
+    follow_external_symlinks: bool = False  # see image_path
 
 
-def read_coco(root: Path, split: str) -> CocoSplit:
+def read_coco(root: Path, split: str, *, follow_external_symlinks: bool = False) -> CocoSplit:
     """Load `root/annotations/instances_<split>.json` for the images in `root/<split>/`, checking the basics."""
     root = Path(root)
     images_dir, ann_file = root / split, root / "annotations" / f"instances_{split}.json"
@@ -46,7 +48,16 @@ def read_coco(root: Path, split: str) -> CocoSplit:
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress messages
         coco.createIndex()
-    return CocoSplit(root, split, images_dir, ann_file, coco)
+    return CocoSplit(root, split, images_dir, ann_file, coco, follow_external_symlinks)
+
+
+def image_path(split: CocoSplit, image_id) -> Path:
+    """`<split>/<file_name>` of one image, checked before anything opens it: a file_name leaving the dataset
+    root (`..`, an absolute path) raises PathOutsideRootError naming the annotation file and the image, and
+    so does a symlink resolving outside the root unless the split allows external symlinks."""
+    return inside_root(split.root, split.coco.imgs[image_id].get("file_name", ""), base=split.images_dir,
+                       source=split.ann_file, what=f"image id {image_id} file_name",
+                       follow_external_symlinks=split.follow_external_symlinks)
 
 
 def _check(ann_file: Path, data) -> None:
@@ -70,7 +81,7 @@ def coco_tables(split: CocoSplit) -> tuple[list[dict], list[dict]]:
     coco, ann_rel = split.coco, split.ann_file.relative_to(split.root).as_posix()
     image_rows, exists = [], {}
     for image_id, img in coco.imgs.items():
-        file = split.images_dir / img.get("file_name", "")
+        file = image_path(split, image_id)
         exists[image_id] = file.is_file()
         image_rows.append({"path": f"{split.split}/{img.get('file_name', '')}", "split": split.split,
                            "image_id": image_id, "declared_width": img.get("width"),

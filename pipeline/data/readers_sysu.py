@@ -9,10 +9,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.data.errors import DatasetLayoutError
+from pipeline.data.paths import inside_root
 
 TRAIN_DIR = "sysu_train_set_all"
 SPLIT_DIRS = {"train": TRAIN_DIR, "query": "sysu_test_set_all/query", "gallery": "sysu_test_set_all/gallery"}
@@ -34,12 +36,15 @@ class SysuImage:
     is_distractor: bool
 
 
-def read_sysu(root: Path, use_meta: bool = True) -> list[SysuImage]:
+def read_sysu(root: Path, use_meta: bool = True, *, follow_external_symlinks: bool = False) -> list[SysuImage]:
     """All images of a SYSU-30k-layout dataset: train, then query, then gallery.
 
     With use_meta and a `meta/<split>.txt` present, that list is used (listed files need not exist: the
     validation stage reports missing ones); otherwise the split folder is walked. The real training set
     has ~29M images, so its folders are never walked when the meta list exists.
+    Every entry must stay inside the root: a list line leaving it (`..`, an absolute path) raises
+    PathOutsideRootError naming the list and line, as does a symlink resolving outside the root unless
+    `follow_external_symlinks`.
     """
     root = Path(root)
     if not root.is_dir():
@@ -50,15 +55,23 @@ def read_sysu(root: Path, use_meta: bool = True) -> list[SysuImage]:
     images = []
     for split in ("train", "query", "gallery"):
         meta = root / "meta" / f"{split}.txt"
-        rels = _read_list(meta) if use_meta and meta.is_file() else _walk(root, SPLIT_DIRS[split])
+        if use_meta and meta.is_file():  # lazily: the real training list has ~29M lines
+            entries = ((meta, f"line {n}", rel) for n, rel in _read_list(meta))
+        else:
+            entries = ((root, "file", rel) for rel in _walk(root, SPLIT_DIRS[split]))
         parse = _train_image if split == "train" else _test_image
-        images.extend(parse(root, rel, split) for rel in rels)
+        for source, what, rel in entries:
+            inside_root(root, rel, source=source, what=what, follow_external_symlinks=follow_external_symlinks)
+            images.append(parse(root, rel, split))
     return images
 
 
-def _read_list(meta: Path) -> list[str]:
+def _read_list(meta: Path) -> Iterator[tuple[int, str]]:
+    """(line number, entry) of the non-blank lines."""
     with meta.open() as f:
-        return [line.strip() for line in f if line.strip()]
+        for n, line in enumerate(f, start=1):
+            if line.strip():
+                yield n, line.strip()
 
 
 def _walk(root: Path, split_dir: str) -> list[str]:

@@ -2,11 +2,16 @@
 
 Reads `<root>/annotations/instances_<split>.json` through `pipeline.data.readers_coco.read_coco` (which
 checks the layout and the keys) and, when the validate stage's manifests are given, keeps only the
-images and annotations they list, so that files quarantined by `validate.on_error=quarantine` stay out.
+images and annotations they list, so that files quarantined by `validate.on_error=quarantine` stay out:
+of training, and of the ground truth COCOeval scores against (`split.coco` is restricted to them).
+Image paths are checked to stay inside the dataset root before they are opened (as the validate stage
+does), also when the json was never validated.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import io
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +19,10 @@ import pandas as pd
 import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
 
 from ..data.errors import DatasetLayoutError
-from ..data.readers_coco import CocoSplit, read_coco
+from ..data.readers_coco import CocoSplit, image_path, read_coco
 
 
 @dataclass
@@ -49,8 +55,7 @@ class CocoDetection(torch.utils.data.Dataset):
         return len(self.image_ids)
 
     def load_image(self, image_id: int) -> Image.Image:
-        info = self.split.coco.imgs[image_id]
-        path = self.split.images_dir / info["file_name"]
+        path = image_path(self.split, image_id)  # PathOutsideRootError before any open
         try:
             with Image.open(path) as im:
                 return im.convert("RGB")  # grayscale / CMYK JPEGs exist in real COCO
@@ -116,21 +121,43 @@ def _manifest_ids(manifests: Path, split: str) -> tuple[set[int], set[int]]:
     return set(images["image_id"].astype(int)), set(anns.loc[anns["split"] == split, "ann_id"].astype(int))
 
 
+def restrict(coco: COCO, image_ids, ann_ids=None) -> COCO:
+    """A new, indexed COCO with only `image_ids` and their annotations in `ann_ids` (None: all of theirs);
+    categories and the other top-level keys are kept. `coco` is not modified."""
+    images, keep = set(image_ids), None if ann_ids is None else set(ann_ids)
+    data = dict(coco.dataset)
+    data["images"] = [im for im in coco.dataset["images"] if im["id"] in images]
+    data["annotations"] = [a for a in coco.dataset["annotations"]
+                           if a["image_id"] in images and (keep is None or a["id"] in keep)]
+    out = COCO()
+    out.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress messages
+        out.createIndex()
+    return out
+
+
 def load_split(root: str | Path, split: str, manifests: str | Path | None = None, *, train: bool,
-               cat_to_label: dict[int, int] | None = None) -> CocoDetection:
+               cat_to_label: dict[int, int] | None = None, follow_external_symlinks: bool = False) -> CocoDetection:
     """A split ready for training (`train=True`: random flips) or evaluation.
 
-    Raises DatasetLayoutError naming the annotation file when it has no annotations at all (the key is
-    missing, or the list is empty / nothing usable is left): there is nothing to train on or score.
+    With `manifests`, the split's COCO (`.split.coco`, also the ground truth for evaluation) holds exactly
+    the images and annotations the validated manifests list. Raises DatasetLayoutError naming the
+    annotation file when it has no annotations at all (the key is missing, or the list is empty / nothing
+    usable is left): there is nothing to train on or score; PathOutsideRootError (a DatasetLayoutError)
+    when an image's file_name leaves the dataset root, or is a symlink out of it without
+    `follow_external_symlinks` (validate.follow_external_symlinks).
     """
-    split_data = read_coco(Path(root), split)
+    split_data = read_coco(Path(root), split, follow_external_symlinks=follow_external_symlinks)
     coco, ann_file = split_data.coco, split_data.ann_file
     image_ids, ann_ids = sorted(coco.imgs), None
     if manifests is not None:
         listed, ann_ids = _manifest_ids(Path(manifests), split)
         image_ids = [i for i in image_ids if i in listed]
+        split_data = replace(split_data, coco=restrict(coco, image_ids, ann_ids))
     if not image_ids:
         raise DatasetLayoutError(f"{ann_file}: no images to use in split {split!r}")
+    for image_id in image_ids:  # here, not in a DataLoader worker halfway through training
+        image_path(split_data, image_id)
     ds = CocoDetection(split_data, image_ids, cat_to_label or {}, ann_ids, hflip=train)
     usable = sum(len(ds.annotations(i)) for i in image_ids)
     if not usable:

@@ -51,10 +51,12 @@ def evaluate(coco_gt: COCO, results: list[dict], image_ids: list[int] | None = N
         if not res:
             out[iou_type] = dict.fromkeys(STAT_NAMES, 0.0)
             continue
+        # COCOeval's segm run turns the ground truth's polygons into RLEs in place: it gets a copy.
+        gt = copy.deepcopy(coco_gt) if iou_type == "segm" else coco_gt
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints every step
             # loadRes adds area/ids to the records and, for segm, replaces bbox by the mask's box: copy.
-            dt = coco_gt.loadRes(copy.deepcopy(res))
-            ev = COCOeval(coco_gt, dt, iou_type)
+            dt = gt.loadRes(copy.deepcopy(res))
+            ev = COCOeval(gt, dt, iou_type)
             ev.params.imgIds = list(image_ids)
             ev.evaluate()
             ev.accumulate()

@@ -29,14 +29,17 @@ PER_FILE_TABLES = ("classification", "sysu", "coco_images", "coco_annotations")
 
 
 def build_tables(params) -> dict[str, pd.DataFrame]:
+    """The manifests; an entry resolving outside its dataset root stops here, before anything opens it."""
     d, tables = params.data, {}
+    # Symlinks resolving inside a dataset root are followed; outside it, only with this option.
+    links = {"follow_external_symlinks": params.validate_.follow_external_symlinks}
     if "classification" in params.validate_.datasets:
         splits = (d.classification.train_split, d.classification.val_split)
-        tables.update(manifest.classification_tables(Path(d.classification.root), splits))
+        tables.update(manifest.classification_tables(Path(d.classification.root), splits, **links))
     if "sysu" in params.validate_.datasets:
-        tables.update(manifest.sysu_tables(Path(d.sysu.root)))
+        tables.update(manifest.sysu_tables(Path(d.sysu.root), **links))
     if "coco" in params.validate_.datasets:
-        tables.update(manifest.coco_tables_for(Path(d.coco.root), (d.coco.train_split, d.coco.val_split)))
+        tables.update(manifest.coco_tables_for(Path(d.coco.root), (d.coco.train_split, d.coco.val_split), **links))
     return tables
 
 
