@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -11,6 +10,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from ..io_safety import AtomicDir  # noqa: F401 - the generators' (and stages') atomic output folder
 from ..progress import show_progress
 
 
@@ -34,30 +34,6 @@ def run_jobs(fn: Callable, jobs: Sequence, desc: str, workers: int | None = None
         return [fn(j) for j in tqdm(jobs, desc=desc, disable=disable)]
     with ProcessPoolExecutor(workers) as pool:
         return list(tqdm(pool.map(fn, jobs, chunksize=chunks), total=len(jobs), desc=desc, disable=disable))
-
-
-class AtomicDir:
-    """Write into `<dest>.partial`, move to `dest` only when the block finishes without error.
-
-    A crashed or killed generation never leaves a directory that looks complete.
-    """
-
-    def __init__(self, dest: Path):
-        self.dest = Path(dest)
-        self.tmp = self.dest.with_name(self.dest.name + ".partial")
-
-    def __enter__(self) -> Path:
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        self.tmp.mkdir(parents=True)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        if self.dest.exists():
-            shutil.rmtree(self.dest)
-        self.tmp.rename(self.dest)
 
 
 def write_lines(path: Path, lines: Iterable[str]) -> None:

@@ -1,21 +1,26 @@
 """Small matplotlib pictures the stages write next to their metrics (atomically: never a half-written PNG)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
+from ..io_safety import atomic_write
+
 
 def save_figure(fig, path: Path, dpi: int = 100) -> None:
-    """Write to a temporary name, then rename, so a killed stage never leaves a truncated picture."""
+    """Write to `<path>.tmp`, then rename, so a killed stage never leaves a truncated picture.
+
+    Any failure removes the temporary; a full disk raises DiskFullError naming `path`.
+    """
     import matplotlib.pyplot as plt
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=dpi)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or None)
+    finally:
+        plt.close(fig)
 
 
 def line_plot(path: Path, series: dict[str, tuple[Sequence[float], Sequence[float]]], *, xlabel: str,

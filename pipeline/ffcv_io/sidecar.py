@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io_safety import write_text_atomic
+
 FORMAT = 1
 HINT = "run `dvc repro convert` (or `python -m pipeline.stages.convert`) to rewrite it"
 
@@ -44,9 +46,7 @@ def write_sidecar(beton: Path, *, manifest: Path, selection: dict, root: str, se
     info = {"format": FORMAT, "beton": beton.name, "bytes": beton.stat().st_size, "num_samples": num_samples,
             "fields": list(fields), "manifest": Path(manifest).as_posix(), "manifest_sha256": file_sha256(manifest),
             "selection": selection, "root": root, "convert": settings}
-    tmp = sidecar_path(beton).with_suffix(".partial")
-    tmp.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-    tmp.replace(sidecar_path(beton))
+    write_text_atomic(sidecar_path(beton), json.dumps(info, indent=2, sort_keys=True) + "\n")
     return info
 
 

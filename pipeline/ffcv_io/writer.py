@@ -25,6 +25,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from ..io_safety import atomic_write
 from ..progress import show_progress
 from .encode import EncodeSettings, encode_image, init_worker
 
@@ -114,11 +115,11 @@ def write_beton(dest: Path, images: Sequence[tuple[str, str]], ints: Mapping[str
     meta_start = HeaderType.itemsize + descs.nbytes
     data_start = -(-(meta_start + metadata.nbytes) // page_size) * page_size  # next page boundary
 
-    tmp = dest.with_name(dest.name + ".partial")
     dest.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     alloc = np.zeros(n, dtype=ALLOC_TABLE_TYPE)
-    try:
+    # `<dest>.partial`, removed on any failure; a full disk raises DiskFullError naming dest.
+    with atomic_write(dest, suffix=".partial") as tmp:
         with open(tmp, "wb") as fp:
             fp.write(b"\0" * data_start)  # header, descriptors and metadata go here once known
             page, used, page_no = bytearray(page_size), 0, 0
@@ -144,10 +145,6 @@ def write_beton(dest: Path, images: Sequence[tuple[str, str]], ints: Mapping[str
             fp.write(header.tobytes())
             fp.write(descs.tobytes())
             fp.write(metadata.tobytes())
-        tmp.replace(dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return WriteStats(dest, n, dest.stat().st_size, time.perf_counter() - t0)
 
 

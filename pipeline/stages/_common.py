@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -12,6 +14,7 @@ from ..config import Params, ParamsError, load_params
 from ..data.errors import DatasetLayoutError
 from ..evaluation.backbone_io import BackboneLoadError
 from ..ffcv_io.sidecar import BetonError
+from ..io_safety import DiskFullError, describe_disk_full, disk_full_cause, write_text_atomic
 
 log = logging.getLogger("pipeline")
 
@@ -29,16 +32,42 @@ def run_stage(name: str, body: Callable[[Params], None]) -> None:
     log.handlers[:] = [handler]
     log.setLevel(logging.INFO)
     log.propagate = False
+    restore = _exit_on_sigterm()
     try:
         params = load_params()
         body(params)
-    except (ParamsError, DatasetLayoutError, BetonError, BackboneLoadError, StageFailed) as e:
+    except (ParamsError, DatasetLayoutError, BetonError, BackboneLoadError, StageFailed, DiskFullError) as e:
         print(f"[{name}] error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
+    except Exception as e:
+        # Last resort: a library (DVCLive, GX, ffcv, torch) ran out of space in a write of its own.
+        cause = disk_full_cause(e)
+        if cause is None:
+            raise
+        print(f"[{name}] error: {describe_disk_full(cause)}", file=sys.stderr)
+        raise SystemExit(1) from None
+    finally:
+        restore()
+
+
+def _exit_on_sigterm() -> Callable[[], None]:
+    """Turn the first SIGTERM (how DVC/Prefect stop a stage) into SystemExit(143), so that the writers'
+    clean-up runs and no temporary file is left behind; a second SIGTERM kills at once. Returns the undo."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    pid = os.getpid()
+
+    def handler(signum, frame):
+        signal.signal(signum, signal.SIG_DFL)
+        if os.getpid() != pid:  # a forked worker inherited this handler: die the ordinary way
+            os.kill(os.getpid(), signum)
+            return
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def write_metrics(path: Path, metrics: dict) -> None:
     """metrics.json, sorted and indented (stable diffs in git), renamed into place only when complete."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")

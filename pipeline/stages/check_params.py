@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..io_safety import write_text_atomic
+from ..train.device import check_device
 from ._common import log, run_stage
 
 OUT = Path("data/params.json")
@@ -15,10 +17,9 @@ OUT = Path("data/params.json")
 
 def main() -> None:
     def body(params):
+        check_device(params.train.device)  # the schema cannot know this machine; pretrain checks it again
         OUT.parent.mkdir(parents=True, exist_ok=True)
-        tmp = OUT.with_suffix(".tmp")
-        tmp.write_text(json.dumps(params.model_dump(by_alias=True), indent=2, sort_keys=True) + "\n")
-        tmp.replace(OUT)
+        write_text_atomic(OUT, json.dumps(params.model_dump(by_alias=True), indent=2, sort_keys=True) + "\n")
         log.info("params.yaml is valid (loss=%s/%s k=%d k_end=%d)", params.loss.name, params.loss.variant,
                  params.loss.k, params.loss.k_end)
 

@@ -9,8 +9,6 @@ every batch (SyncBatchNorm on CUDA); rank 0 evaluates and writes.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from ..evaluation import coco_eval
 from ..evaluation.backbone_io import load_backbone, random_backbone
 from ..evaluation.coco_data import load_split
 from ..evaluation.detection import FinetuneDiverged, build_detector, finetune, predict, resolve_schedule
+from ..io_safety import AtomicDir, write_text_atomic
 from ..train import distributed as dist_utils
 from ..train.loop import pick_device
 from ._common import StageFailed, log, run_stage
@@ -36,8 +35,11 @@ def run_coco(params, out: Path = OUT, backbone_path: Path = BACKBONE, manifests:
     device = pick_device("auto")
     dist = dist_utils.init_from_env(device.type)
     try:
-        train = load_split(c.root, c.train_split, manifests, train=True)
-        val = load_split(c.root, c.val_split, manifests, train=False, cat_to_label=train.cat_to_label)
+        # The validate stage's symlink policy; val.split.coco (the ground truth below) holds what the manifests list.
+        links = params.validate_.follow_external_symlinks
+        train = load_split(c.root, c.train_split, manifests, train=True, follow_external_symlinks=links)
+        val = load_split(c.root, c.val_split, manifests, train=False, cat_to_label=train.cat_to_label,
+                         follow_external_symlinks=links)
         schedule = resolve_schedule(coco)
         log.info("%s schedule: %d iterations x %d images, lr %g (steps %s), train sizes %s, test %d; "
                  "%d train / %d val images, %d classes", coco.schedule, schedule.iterations, schedule.batch_size,
@@ -92,13 +94,10 @@ def _wrap(model, params, dist, device):
 def _write(out: Path, metrics: dict, val, keep, shown) -> None:
     from ..evaluation.coco_plot import plot_predictions
 
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    plot_predictions(val, keep, shown, tmp / "predictions.png")
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+    # Into `<out>.partial/`, removed on any failure; a full disk raises DiskFullError naming the file.
+    with AtomicDir(out) as tmp:
+        write_text_atomic(tmp / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        plot_predictions(val, keep, shown, tmp / "predictions.png")
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from ..evaluation.backbone_io import load_backbone, random_backbone
 from ..evaluation.knn import extract_features
 from ..evaluation.linear import fit_on_features, fit_on_loader
 from ..evaluation.plots import line_plot
+from ..io_safety import atomic_write
 from ..loaders.from_params import classification_eval_loader, linear_train_loader
 from ..train.loop import pick_device
 from ._common import StageFailed, log, run_stage, write_metrics
@@ -84,13 +85,11 @@ def main() -> None:
 
 
 def _write_curve(results: dict) -> None:
-    tmp = OUT / "curve.csv.tmp"
-    with open(tmp, "w", newline="") as f:
+    with atomic_write(OUT / "curve.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["epoch", *(f"{name}_val_top1" for name in results)])
         for rows in zip(*(r["curve"] for r in results.values())):
             w.writerow([rows[0]["epoch"], *(f"{row['val_top1']:.4f}" for row in rows)])
-    os.replace(tmp, OUT / "curve.csv")
 
 
 if __name__ == "__main__":

@@ -12,17 +12,33 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..io_safety import atomic_write
+
 
 def atomic_save(obj, path: Path) -> None:
-    """Write to `<path>.tmp`, fsync, then rename: a crash never leaves a half-written checkpoint."""
+    """Write to `<path>.tmp`, fsync, then rename: a crash never leaves a half-written checkpoint.
+
+    Any failure removes the `.tmp`; a full disk raises DiskFullError naming `path`, its estimated size
+    and the free space.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_write(path, needed=tensor_bytes(obj)) as tmp:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def tensor_bytes(obj) -> int:
+    """The bytes of tensor data in a (nested) checkpoint object: about the size torch.save writes."""
+    if isinstance(obj, torch.Tensor):
+        return obj.nelement() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
 
 
 def rng_state() -> dict:
