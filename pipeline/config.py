@@ -22,8 +22,10 @@ PositiveInt = Field(ge=1)
 
 
 class Strict(BaseModel):
-    # Unknown keys are errors: a typo like `loss.kk=3` must not be silently ignored.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    # Unknown keys are errors: a typo like `loss.kk=3` must not be silently ignored. Every float must be
+    # finite: `train.lr=inf` (YAML `.inf`, `.nan`, the string 'inf') would otherwise pass a `gt=0` bound
+    # and fail only after minutes of compute.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, allow_inf_nan=False)
 
 
 # --- generate: the embedded default dataset -------------------------------------------------------
@@ -116,6 +118,8 @@ class Validate(Strict):
     max_side: int = PositiveInt
     allowed_modes: list[str] = Field(min_length=1)
     min_images_per_class: dict[Literal["train", "val"], int]
+    # Symlinks resolving outside the dataset root: refused (default) or followed. `..` out of it: always refused.
+    follow_external_symlinks: bool = False
 
     @model_validator(mode="after")
     def _sides(self):

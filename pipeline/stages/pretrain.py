@@ -7,7 +7,6 @@ is resumed only when its fingerprint (params, data, code: pipeline/train/fingerp
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -15,9 +14,11 @@ from ..loaders.from_params import classification_eval_loader, ssl_loader
 from ..train import distributed as dist_utils
 from ..train.checkpoint import atomic_save
 from ..train.loop import Pretrainer, TrainingDiverged, log_to_live, pick_device, summarise
-from ._common import StageFailed, log, run_stage
+from ._common import StageFailed, log, run_stage, write_metrics
 
 OUT = Path("data/pretrain")
+LIVE = OUT / "live"  # DVCLive's published files: metrics.json (tracked by git) and plots/metrics/ (a DVC plot)
+LIVE_WORK = OUT / "live.partial"  # where DVCLive writes during the run (git-ignored), published at the end
 
 
 def main() -> None:
@@ -44,10 +45,11 @@ def main() -> None:
             if dist.is_main:
                 atomic_save(trainer.export(), OUT / "backbone.pt")
                 metrics = summarise(state)
-                (OUT / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+                write_metrics(OUT / "metrics.json", metrics)
                 log.info("kNN top-1 %.4f vs random init %.4f, linear probe %.4f vs %.4f; backbone: %s",
                          metrics["knn_top1"], metrics["random_init_knn_top1"], metrics["linear_top1"],
                          metrics["random_init_linear_top1"], OUT / "backbone.pt")
+                _publish_live()
         finally:
             dist_utils.shutdown()
 
@@ -55,21 +57,32 @@ def main() -> None:
 
 
 def _live(history: list[dict]):
-    """A fresh DVCLive run with the epochs already done replayed from the checkpoint's history.
+    """A fresh DVCLive run in the work folder, with the epochs already done replayed from the checkpoint's history.
 
     The curves are a function of the history alone: DVC deletes the plots folder before it re-runs the
     stage, and a resumed run (even one killed after its last epoch) must still produce complete curves.
+    The published folder goes first: a run killed from here on leaves no summary (live/metrics.json) holding
+    the previous run's values or its own partial ones; `_publish_live` puts the complete folder in place.
     """
     import shutil
 
     from dvclive import Live
 
-    shutil.rmtree(OUT / "live", ignore_errors=True)
+    shutil.rmtree(LIVE, ignore_errors=True)
+    shutil.rmtree(LIVE_WORK, ignore_errors=True)
     # dvc.yaml declares the metrics and plots.
-    live = Live(str(OUT / "live"), dvcyaml=False, save_dvc_exp=False, report=None)
+    live = Live(str(LIVE_WORK), dvcyaml=False, save_dvc_exp=False, report=None)
     for row in history:
         log_to_live(live, row)
     return live
+
+
+def _publish_live() -> None:
+    """The finished run's DVCLive folder into place: one rename of the complete folder."""
+    import shutil
+
+    shutil.rmtree(LIVE, ignore_errors=True)
+    os.replace(LIVE_WORK, LIVE)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from ..models.siamese import ema_momentum
 from ..progress import show_progress
 from . import distributed as dist_utils
 from .checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
+from .device import check_device
 from .fingerprint import run_fingerprint
 from .optim import build_optimizer, set_lr
 from .schedule import warmup_cosine
@@ -47,9 +48,8 @@ class RunState:
 
 
 def pick_device(kind: str) -> torch.device:
+    check_device(kind)  # 'cuda' without CUDA: the one-line params error check_params gives
     if kind == "cuda" or (kind == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise RuntimeError("train.device = 'cuda' but no CUDA device is visible")
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return torch.device("cpu")
 
