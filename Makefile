@@ -4,10 +4,16 @@ export GX_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: setup repro test test-all params clean-venv server serve sweep
+.PHONY: setup repro test test-all params lock server serve exp sweep
 
-setup:            ## Debian packages + .venv with the project (editable, dev extras); idempotent
+setup:            ## Debian packages + .venv from uv.lock (the project editable, dev extras); idempotent
 	bash scripts/setup.sh
+
+# docs/dependencies.md: edit pyproject.toml, then `make lock` and commit both files.
+LOCK_ARGS ?=
+lock:             ## re-resolve uv.lock from pyproject.toml (LOCK_ARGS=--upgrade: newest allowed versions)
+	bash scripts/setup.sh --uv-only
+	UV_PYTHON_DOWNLOADS=never .tools/uv/bin/uv lock --python python3.11 $(LOCK_ARGS)
 
 repro: setup      ## set up, then run the whole pipeline on the embedded default dataset
 	dvc repro
@@ -32,6 +38,9 @@ server:           ## local Prefect server (SQLite in .prefect/) on http://127.0.
 
 serve:            ## serve the pipeline on the CRON schedule against the local server (Ctrl+C stops)
 	PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:$(PREFECT_PORT)/api} python -m flows.serve --cron "$(CRON)"
+
+exp:              ## `dvc exp run $(ARGS)` guarded: refuses over edited dvc-add data, restores params on failure
+	python -m flows.exp $(ARGS)
 
 sweep:            ## run the SWEEP as DVC experiments through Prefect against the local server
 	PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:$(PREFECT_PORT)/api} python -m flows.sweep -S '$(SWEEP)'

@@ -258,3 +258,83 @@ def metrics_at_head(root: Path) -> dict[str, dict]:
     """{metrics file: {flat key: value at HEAD}}, from `dvc metrics diff HEAD --json --all`."""
     diff = dvc_json(root, "metrics", "diff", "HEAD", "--json", "--all")
     return {f: {k: d.get("old") for k, d in keys.items()} for f, keys in diff.items()}
+
+
+# --- Experiments in the user's workspace -------------------------------------------------------------
+# Measured with DVC 3.67 (docs/data-safety.md): `dvc exp run` force-checks-out every cached stage output
+# before it reproduces (a file changed inside one is restored, an added file deleted), so the embedded
+# dataset is a `cache: false` output of `generate`, which no checkout touches. `dvc add`-tracked data is
+# left as it is by a workspace run, which records its new version; a queued or --temp run, though, works
+# in a copy built from the last record and silently ignores the change: `exp_run` refuses those while
+# such data differs from its record, naming the files. A failed or interrupted workspace run leaves
+# params.yaml and dvc.lock modified (staged, when killed): `exp_run` puts them back.
+RESTORED_ON_FAILURE = ("params.yaml", "dvc.lock")
+
+
+class TrackedDataChanged(RuntimeError):
+    """`dvc add`-tracked data differs from its record: a queued or --temp experiment would not see the change."""
+
+
+def tracked_data_paths(root: Path) -> list[str]:
+    """Paths tracked by `.dvc` files (`dvc add`), relative to the root; stage outputs are not included."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return sorted(str(Path(out.fs_path).relative_to(root)) for stage in repo.index.stages
+                      if stage.is_data_source for out in stage.outs)
+
+
+def tracked_data_changes(root: Path) -> dict[str, list[str]]:
+    """{"modified"/"added"/"deleted": files} of `dvc add`-tracked data that differ from the recorded hash."""
+    paths = tracked_data_paths(root)
+    if not paths:
+        return {}
+    status = dvc_json(root, "data", "status", "--granular", "--json", *paths).get("uncommitted", {})
+    return {kind: [f for f in files if not f.endswith("/")] for kind, files in sorted(status.items())
+            if any(not f.endswith("/") for f in files)}
+
+
+def check_tracked_data(root: Path) -> None:
+    """Raise TrackedDataChanged, naming the files, when an experiment would rewrite `dvc add`-tracked data."""
+    changes = tracked_data_changes(root)
+    if changes:
+        listing = "; ".join(f"{kind}: {', '.join(files[:10])}{' ...' if len(files) > 10 else ''}"
+                            for kind, files in changes.items())
+        raise TrackedDataChanged(
+            f"dvc add-tracked data differs from its recorded version ({listing}); a queued or --temp "
+            "experiment runs on the recorded version, not on these files. Record the new version first "
+            "(`dvc add <path>`, then commit the .dvc file), undo the change (`dvc checkout <path>`), or run "
+            "the experiment in the workspace (without --queue / --temp)")
+
+
+def exp_run(root: Path, args: Iterable[str], on_line: Callable[[str], None] | None = None) -> DvcRun:
+    """`dvc exp run <args>`: a queued or --temp run is refused while `dvc add`-tracked data differs from its
+    record; a workspace run that fails or is interrupted has params.yaml and dvc.lock put back as they were
+    (contents and git index)."""
+    args = list(args)
+    if {"--queue", "--temp", "--run-all"} & set(args):  # temporary copies, built from the last record
+        check_tracked_data(root)
+        return run_dvc(root, ["exp", "run", *args], on_line)
+    saved = {name: (root / name).read_bytes() for name in RESTORED_ON_FAILURE if (root / name).is_file()}
+    staged_before = _staged(root)
+    run = None
+    try:
+        run = run_dvc(root, ["exp", "run", *args], on_line)
+    finally:
+        if run is None or not run.ok:
+            _restore(root, saved, staged_before)
+    return run
+
+
+def _staged(root: Path) -> set[str]:
+    proc = subprocess.run(["git", "diff", "--cached", "--name-only"], cwd=root, capture_output=True, text=True)
+    return set(proc.stdout.split())
+
+
+def _restore(root: Path, saved: dict[str, bytes], staged_before: set[str]) -> None:
+    for name, content in saved.items():
+        (root / name).write_bytes(content)
+    # A killed `dvc exp run` leaves them staged: unstage what was not staged before the run.
+    unstage = sorted(set(saved) & (_staged(root) - staged_before))
+    if unstage:
+        subprocess.run(["git", "reset", "-q", "--", *unstage], cwd=root, capture_output=True)

@@ -82,7 +82,8 @@ def run_experiment(overrides: list[str], name: str | None, project_dir: str) -> 
     """`dvc exp run -S ... [-n name]`: the whole pipeline as one DVC experiment; returns stage outcomes."""
     logger = get_run_logger()
     args = ["exp", "run", *[a for o in overrides for a in ("-S", o)], *(["-n", name] if name else [])]
-    run = dvc_cli.run_dvc(Path(project_dir), args, on_line=logger.info)
+    # exp_run puts params.yaml and dvc.lock back if the run fails or is interrupted.
+    run = dvc_cli.exp_run(Path(project_dir), args[2:], on_line=logger.info)
     if not run.ok:
         stage = run.failed_stage
         raise _failure(f"stage '{stage}' of experiment {' '.join(args[2:])}" if stage

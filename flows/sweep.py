@@ -61,7 +61,10 @@ def split_by_experiment(lines: list[str]) -> dict[str, list[str]]:
 def queue_experiments(params: list[str], project_dir: str) -> list[dict]:
     logger = get_run_logger()
     args = ["exp", "run", "--queue", *[a for p in params for a in ("-S", p)]]
-    run = dvc_cli.run_dvc(Path(project_dir), args, on_line=logger.info)
+    try:  # queued runs use the recorded version of `dvc add`-tracked data: refused while it differs
+        run = dvc_cli.exp_run(Path(project_dir), args[2:], on_line=logger.info)
+    except dvc_cli.TrackedDataChanged as e:
+        raise StageError(str(e)) from None
     if not run.ok:
         raise _failure(f"dvc {' '.join(args)}", run)
     queued = parse_queued(run.lines)

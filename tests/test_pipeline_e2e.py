@@ -6,6 +6,7 @@ dataset shrunk so that the whole module takes about a minute.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -41,9 +42,12 @@ def test_repro_runs_every_stage_and_writes_outputs(project):
     assert (project / "dvc.lock").is_file()
 
 
-def test_second_repro_runs_no_stage(project):
+def test_second_repro_runs_only_the_scan_listing(project):
+    # scan always runs (it lists the dataset folders: DVC cannot hash an empty one); its listing is unchanged,
+    # so no other stage runs.
     out = sh(project, "dvc", "repro").stdout
-    assert "Running stage" not in out and "up to date" in out
+    assert re.findall(r"Running stage '([^']+)'", out) == ["scan"]
+    assert "Stage 'validate' didn't change, skipping" in out
 
 
 def test_pretrain_checkpoint_survives_a_forced_rerun_and_temp_experiments_skip_pretrain(project):
@@ -53,7 +57,7 @@ def test_pretrain_checkpoint_survives_a_forced_rerun_and_temp_experiments_skip_p
     proc = sh(project, "dvc", "repro", "-f", "-s", "pretrain")
     assert "resumed from" in proc.stdout + proc.stderr
     assert (project / "dvc.lock").read_text() == lock
-    assert "up to date" in sh(project, "dvc", "status").stdout
+    assert json.loads(sh(project, "dvc", "status", "--json").stdout) == {"scan": ["always changed"]}
     # A temporary copy has no checkpoint; that must not make pretrain stale for a downstream experiment.
     out = sh(project, "dvc", "exp", "run", "--temp", "-n", "coco_seed3", "-S", "eval.coco.seed=3",
              "coco_finetune").stdout
@@ -93,3 +97,31 @@ def test_garbage_jpeg_stops_validate_naming_the_file(project):
         assert victim.read_bytes() == b"garbage" * 100  # the user's file is left as it was
     finally:
         victim.write_bytes(original)
+
+
+def test_exp_run_keeps_a_damaged_and_an_added_file_and_quarantines_the_damaged_one(project):
+    """`dvc exp run` force-checks-out cached outputs before it runs; the generated dataset is not cached
+    (docs/data-safety.md), so the user's damage and additions survive and validation sees them. Last in
+    the module: it leaves the quarantine experiment applied in the workspace."""
+    root = project / "data/embedded/imagenet"
+    class_dir = sorted(p for p in (root / "train").iterdir() if p.is_dir())[0]
+    victim, source = sorted(class_dir.glob("*.jpg"))[:2]
+    added = class_dir / "added_by_user.jpg"
+    damaged = b"garbage" * 100
+    original = victim.read_bytes()
+    victim.write_bytes(damaged)
+    added.write_bytes(source.read_bytes())
+    try:
+        proc = sh(project, "dvc", "exp", "run", "-n", "quarantine", "-S", "validate.on_error=quarantine",
+                  "convert")
+        out = proc.stdout + proc.stderr
+        rel, added_rel = (p.relative_to(root).as_posix() for p in (victim, added))
+        assert "differs from what generate wrote" in out and rel in out and added_rel in out
+        assert victim.read_bytes() == damaged and added.read_bytes() == source.read_bytes()
+        quarantined = (project / "data/validated/quarantine.csv").read_text()
+        assert rel in quarantined and "decodes" in quarantined
+        listed = (project / "data/validated/manifests/classification.csv").read_text()
+        assert added_rel in listed and rel not in listed
+    finally:
+        victim.write_bytes(original)
+        added.unlink(missing_ok=True)

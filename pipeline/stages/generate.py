@@ -1,10 +1,10 @@
 """Stage `generate`: write the embedded default datasets (ImageFolder, SYSU-30k, COCO) from a seed.
 
 Once written, a dataset plays the part of the user's raw data: a re-run with the same parameters and
-generator code keeps the files as they are (a stamp records what produced them) instead of silently
-restoring them, so a damaged file is caught by `validate`, as it would be in a real collection. The
-outputs are `persist: true` in dvc.yaml for that reason. To regenerate, delete the folder or change
-`generate.*`.
+generator code keeps the files as they are (a stamp records what produced them, file by file) instead of
+silently restoring them, and names the files that changed, so a damaged file is caught by `validate`, as
+it would be in a real collection. The outputs are `persist: true` and `cache: false` in dvc.yaml for that
+reason (docs/data-safety.md). To regenerate, delete the folder or change `generate.*`.
 """
 from __future__ import annotations
 
@@ -29,15 +29,42 @@ def _stamp(cfg: dict, seed: int, *modules) -> dict:
     return json.loads(json.dumps({"params": cfg, "seed": seed, "code_sha256": code}))
 
 
+def file_digests(root: Path) -> dict[str, str]:
+    """{posix path relative to root: md5} of every file under root except the stamp."""
+    return {p.relative_to(root).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != STAMP}
+
+
+def differences(recorded: dict[str, str], now: dict[str, str]) -> dict[str, list[str]]:
+    """Files modified, added or deleted since generation (empty lists left out)."""
+    found = {"modified": sorted(f for f in recorded.keys() & now.keys() if recorded[f] != now[f]),
+             "added": sorted(now.keys() - recorded.keys()), "deleted": sorted(recorded.keys() - now.keys())}
+    return {kind: files for kind, files in found.items() if files}
+
+
 def generate_once(root: Path, cfg: dict, seed: int, write: Callable[[], dict], *modules) -> None:
-    """Run `write` unless `root` already holds what these parameters and this code produce."""
+    """Run `write` unless `root` already holds what these parameters and this code produce.
+
+    A folder written earlier is kept as it is, even where its files changed since (the user's data is
+    never rewritten): the changes are named here, and `validate` checks the files.
+    """
     stamp = _stamp(cfg, seed, shapes, generate_common, *modules)
     stamp_file = root / STAMP
-    if stamp_file.is_file() and json.loads(stamp_file.read_text()) == stamp:
-        log.info("%s: already generated with these parameters, kept as is (delete it to regenerate)", root)
+    recorded = json.loads(stamp_file.read_text()) if stamp_file.is_file() else None
+    if recorded is not None and {k: v for k, v in recorded.items() if k != "files"} == stamp:
+        # Stamps written before the file list was recorded cannot tell: nothing is compared then.
+        changed = differences(recorded["files"], file_digests(root)) if "files" in recorded else {}
+        if changed:
+            listing = "; ".join(f"{kind} {len(files)}: {', '.join(files[:5])}{' ...' if len(files) > 5 else ''}"
+                                for kind, files in changed.items())
+            log.warning("%s: kept as is; it differs from what generate wrote (%s). validate checks these "
+                        "files; delete the folder to regenerate it", root, listing)
+        else:
+            log.info("%s: already generated with these parameters, kept as is (delete it to regenerate)", root)
         return
     t0 = time.perf_counter()
     stats = write()
+    stamp["files"] = file_digests(root)
     stamp_file.write_text(json.dumps(stamp, indent=2, sort_keys=True) + "\n")
     log.info("%s: %s in %.1f s", root, stats, time.perf_counter() - t0)
 
