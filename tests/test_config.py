@@ -89,3 +89,14 @@ def test_load_params_errors_name_the_file(tmp_path):
     missing.write_text("loss: [unclosed")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(missing)
+
+
+def test_a_python_object_tag_in_params_is_refused_not_constructed(tmp_path):
+    """The safe loader never builds objects: a tag that would run a command is a YAML error naming the file."""
+    marker = tmp_path / "pwned"
+    params = tmp_path / "params.yaml"
+    params.write_text(f"seed: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(ParamsError, match="not valid YAML") as e:
+        load_params(params)
+    assert str(params) in str(e.value)
+    assert not marker.exists()

@@ -99,6 +99,21 @@ def test_garbage_jpeg_stops_validate_naming_the_file(project):
         victim.write_bytes(original)
 
 
+def test_dvc_reruns_validate_when_an_empty_class_folder_appears(project):
+    """DVC cannot hash an empty folder; the always-run `scan` listing makes the change visible."""
+    sh(project, "dvc", "repro", "validate")
+    out = sh(project, "dvc", "repro", "validate").stdout
+    assert "Running stage 'scan'" in out and "Running stage 'validate'" not in out  # nothing changed
+    zebra = project / "data/embedded/imagenet/train/zebra"
+    zebra.mkdir()
+    try:
+        proc = sh(project, "dvc", "repro", "validate", check=False)
+        assert proc.returncode != 0
+        assert "Running stage 'validate'" in proc.stdout
+        assert "zebra" in proc.stdout + proc.stderr
+    finally:
+        zebra.rmdir()
+
 def test_exp_run_keeps_a_damaged_and_an_added_file_and_quarantines_the_damaged_one(project):
     """`dvc exp run` force-checks-out cached outputs before it runs; the generated dataset is not cached
     (docs/data-safety.md), so the user's damage and additions survive and validation sees them. Last in

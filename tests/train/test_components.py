@@ -120,3 +120,28 @@ def test_knn_weights_votes_by_similarity():
     query = torch.tensor([[1.0, 0.02]])
     assert knn_top1(bank, labels, query, torch.tensor([1]), k=5, temperature=0.1) == 1.0
     assert math.isclose(knn_top1(bank, labels, query, torch.tensor([0]), k=5, temperature=0.1), 0.0)
+
+
+class _RunsCode:
+    """Unpickling this would run a shell command: what a malicious checkpoint carries."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_checkpoint_and_backbone_carrying_code_are_refused_without_running_it(tmp_path):
+    from pipeline.evaluation.backbone_io import BackboneLoadError, load_backbone
+
+    marker = tmp_path / "pwned"
+    for name in ("checkpoint.pt", "backbone.pt"):
+        torch.save({"model": _RunsCode(marker)}, tmp_path / name)
+    with pytest.raises(ValueError, match="checkpoint.pt: not a readable checkpoint"):
+        load_checkpoint(tmp_path / "checkpoint.pt")
+    with pytest.raises(BackboneLoadError, match="backbone.pt: not a readable torch state_dict"):
+        load_backbone(tmp_path / "backbone.pt", "resnet18", "small")
+    assert not marker.exists()
