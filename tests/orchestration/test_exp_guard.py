@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flows import dvc_cli
+from flows import dvc_cli, exp
 
 BIN = Path(sys.executable).parent
 
@@ -64,6 +64,14 @@ def test_queued_experiment_over_changed_dvc_add_data_is_refused_naming_the_files
     assert (data / "new.jpg").read_bytes() == b"added by the user"
     queued = run(repo, str(BIN / "dvc"), "queue", "status").stdout
     assert "Queued" not in queued  # nothing was queued
+
+
+def test_the_command_line_wrapper_refuses_with_one_line_and_exit_2(repo, monkeypatch, capsys):
+    _project_with_dataset(repo)
+    monkeypatch.chdir(repo)
+    assert exp.main(["--temp", "-S", "x=2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("flows.exp: dvc add-tracked data differs") and "mydata/cls/new.jpg" in err
 
 
 def test_workspace_experiment_keeps_changed_dvc_add_data_and_records_it(repo):
