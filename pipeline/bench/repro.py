@@ -3,8 +3,10 @@
     python -m pipeline.bench repro [--rev HEAD] [--keep]
 
 Clones the repository at `--rev` into a temporary folder (a fresh clone: no data, no DVC cache, no
-checkpoint), runs `dvc repro` there with this environment's `dvc` and `python`, and times each stage from
-DVC's "Running stage" lines. Prints a Markdown table (stage, seconds, share of the total) and returns the
+checkpoint), runs `dvc repro --force` there with this environment's `dvc` and `python`, and times each stage
+from DVC's "Running stage" lines. Forced, because on the machine that wrote the commit's dvc.lock pretraining
+is bit-identical, so a plain `dvc repro` would find the evaluation stages' committed outputs current and
+skip them (`--no-force` measures exactly that). Prints a Markdown table (stage, seconds, share of the total) and returns the
 figures (last line: one JSON object). Two commits measured one after the other on one machine give the
 ratio the README quotes (e.g. `--rev 47c0659` and `--rev HEAD`); the clone is deleted unless `--keep`.
 """
@@ -55,6 +57,8 @@ def main(argv: list[str]) -> dict | int:
     ap = argparse.ArgumentParser(prog="python -m pipeline.bench repro")
     ap.add_argument("--rev", default="HEAD", help="the commit to clone and reproduce (default HEAD)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary clone (its path is printed)")
+    ap.add_argument("--no-force", dest="force", action="store_false",
+                    help="plain `dvc repro`: stages whose committed outputs match are skipped")
     args = ap.parse_args(argv)
     rev = subprocess.run(["git", "rev-parse", "--short", args.rev], cwd=REPO, capture_output=True, text=True)
     if rev.returncode != 0:
@@ -69,9 +73,10 @@ def main(argv: list[str]) -> dict | int:
         bin_dir = Path(sys.executable).parent
         env = os.environ | {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
                             "GX_ANALYTICS_ENABLED": "false", "PYTHONUNBUFFERED": "1", "CI": "1"}
-        print(f"[bench repro] dvc repro of {commit} in {clone}", file=sys.stderr)
+        command = [str(bin_dir / "dvc"), "repro", *(["--force"] if args.force else [])]
+        print(f"[bench repro] dvc {' '.join(command[1:])} of {commit} in {clone}", file=sys.stderr)
         t0 = time.monotonic()
-        proc = subprocess.Popen([str(bin_dir / "dvc"), "repro"], cwd=clone, env=env, stdout=subprocess.PIPE,
+        proc = subprocess.Popen(command, cwd=clone, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, bufsize=1)
         lines = []
         for line in proc.stdout:
@@ -91,6 +96,6 @@ def main(argv: list[str]) -> dict | int:
             shutil.rmtree(work, ignore_errors=True)
     seconds = stage_seconds(lines, total)
     print(table(seconds, total))
-    return {"bench": "repro", "commit": commit, "cpu_model": _cpu_model(), "cores": os.cpu_count(),
+    return {"bench": "repro", "commit": commit, "forced": args.force, "cpu_model": _cpu_model(), "cores": os.cpu_count(),
             "total_s": round(total, 1), "stages_s": {s: round(v, 1) for s, v in seconds.items()},
             "load_avg_1min": round(os.getloadavg()[0], 2)}
