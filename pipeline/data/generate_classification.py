@@ -2,7 +2,7 @@
 
 The class is the silhouette of the main object. Everything else is nuisance drawn independently of the
 class: object and background colours from one shared palette (no per-image colour shortcut: see
-shared/reference/CALIBRATION.md), background texture, object scale, rotation, mirror and position,
+docs/method.md section 5), background texture, object scale, rotation, mirror and position,
 distractor blobs and lighting. The BYOL augmentations (crop, flip, colour jitter, grayscale, blur) are
 exactly the invariances that remove these nuisances, so self-supervision has a class signal to find.
 """

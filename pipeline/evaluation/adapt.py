@@ -1,6 +1,6 @@
 """Self-supervised adaptation of a backbone on the SYSU-30k training images, before retrieval.
 
-METHOD.md section 4: the paper trains its self-supervised ImageNet model 10 more epochs, self-supervised,
+docs/method.md section 4: the paper trains its self-supervised ImageNet model 10 more epochs, self-supervised,
 on the SYSU-30k training images (LARS 4.8, 2 warm-up epochs) before direct retrieval.
 
 The method is the pretrain stage's, run by the pretrain stage's own loop (`pipeline.train.loop.Pretrainer`,

@@ -1,6 +1,6 @@
 """Mask R-CNN (torchvision, FPN) on a self-supervised ResNet: build, fine-tune on COCO, predict.
 
-The MoCo detection protocol (METHOD.md section 4) fine-tunes every layer with synchronised BatchNorm in
+The MoCo detection protocol (docs/method.md section 4) fine-tunes every layer with synchronised BatchNorm in
 the backbone and the new layers. torchvision offers the FPN variant, not detectron2's R50-C4, so the
 backbone is our own torchvision ResNet (plain, trainable nn.BatchNorm2d: not torchvision's
 FrozenBatchNorm2d, no frozen stages) wrapped in BackboneWithFPN; FPN and mask head get BatchNorm too

@@ -1,4 +1,4 @@
-"""Weighted kNN classification on frozen features (InstDisc / BYOL monitor; METHOD.md section 4).
+"""Weighted kNN classification on frozen features (InstDisc / BYOL monitor; docs/method.md section 4).
 
 Features are L2-normalised; each val sample takes its k most similar train features (cosine) and
 votes with weight exp(sim / temperature) for their labels.

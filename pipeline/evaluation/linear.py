@@ -1,4 +1,4 @@
-"""Linear evaluation of a frozen backbone (METHOD.md section 4): GAP features -> one Linear layer.
+"""Linear evaluation of a frozen backbone (docs/method.md section 4): GAP features -> one Linear layer.
 
 The backbone stays in eval mode (BN uses its running statistics) and never receives a gradient. The head
 is trained with SGD (momentum 0.9, no weight decay), a linear warm-up over the first 10% of the epochs and

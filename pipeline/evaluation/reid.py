@@ -1,4 +1,4 @@
-"""SYSU-30k / Market-1501 retrieval metrics (METHOD.md section 4), streamed over the gallery.
+"""SYSU-30k / Market-1501 retrieval metrics (docs/method.md section 4), streamed over the gallery.
 
     metrics = evaluate(q_feats, q_ids, q_cams, g_feats, g_ids, g_cams)
     metrics["rank1"], metrics["mAP"]

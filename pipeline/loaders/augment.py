@@ -6,7 +6,7 @@ Every random parameter is drawn per sample from the module's own seeded `torch.G
 so CPU and CUDA runs see the same parameters), and `forward(x, return_applied=True)` reports what was
 applied to each sample, which is how the tests check the probabilities.
 
-BYOL (METHOD.md section 3), both views: colour jitter (brightness 0.4, contrast 0.4, saturation 0.2,
+BYOL (docs/method.md section 3), both views: colour jitter (brightness 0.4, contrast 0.4, saturation 0.2,
 hue 0.1, in a random order per sample) with p = 0.8, grayscale p = 0.2, Gaussian blur sigma in
 [0.1, 2.0]; view 1: blur p = 1.0, solarize p = 0; view 2: blur p = 0.1, solarize p = 0.2 (threshold 128).
 """

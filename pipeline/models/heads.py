@@ -1,4 +1,4 @@
-"""Projector and predictor MLPs of BYOL (METHOD.md section 3): Linear -> BN -> ReLU -> Linear."""
+"""Projector and predictor MLPs of BYOL (docs/method.md section 3): Linear -> BN -> ReLU -> Linear."""
 from torch import nn
 
 

@@ -1,6 +1,6 @@
 """Stage `linear_eval`: linear evaluation of the pretrained backbone and of its random-init twin.
 
-METHOD.md section 4: frozen backbone in eval mode, a linear head on the global-average-pooled features,
+docs/method.md section 4: frozen backbone in eval mode, a linear head on the global-average-pooled features,
 SGD momentum 0.9 without weight decay, warm-up + cosine, eval.linear.epochs / lr / batch_size; top-1 and
 top-5 on the val split. With eval.linear.fast_features (the embedded default) the training features are
 extracted once from un-augmented images and the head trains on them: a clearly labelled shortcut (the

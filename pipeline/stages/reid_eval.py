@@ -1,4 +1,4 @@
-"""Stage `reid_eval`: SYSU-30k person re-identification by direct retrieval (METHOD.md section 4).
+"""Stage `reid_eval`: SYSU-30k person re-identification by direct retrieval (docs/method.md section 4).
 
 The pretrained backbone (data/pretrain/backbone.pt) and its random-init twin (the pretrain stage's starting
 weights, `seed`) are evaluated with the same protocol: each image resized to eval.reid.height x width

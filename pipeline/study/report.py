@@ -252,7 +252,7 @@ def _setup(r: RunData) -> dict:
             "image_size": t.get("image_size"), "optimizer": t.get("optimizer"), "lr": t.get("lr"),
             "warmup_epochs": t.get("warmup_epochs"), "knn_k": lookup(p, "eval.knn.k"),
             "knn_t": lookup(p, "eval.knn.temperature"),
-            # Bernoulli model of METHOD.md section 1: same-class images among a query's B - 1 negatives.
+            # Bernoulli model of docs/method.md section 1: same-class images among a query's B - 1 negatives.
             "expected_false_negatives": (batch - 1) / classes if classes and batch else None}
 
 

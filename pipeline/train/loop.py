@@ -107,7 +107,7 @@ class Pretrainer:
         l = self.p.loss
         kwargs = {k: getattr(l, k) for k in loss_hyperparameters(l.name)}
         if l.name == "truncated_triplet" and l.gather_negatives and self.dist.enabled:
-            # METHOD.md section 2: expected false negatives grow with the pool, so the ranks scale with it.
+            # docs/method.md section 2: expected false negatives grow with the pool, so the ranks scale with it.
             kwargs["k"], kwargs["k_end"] = l.k * self.dist.world_size, l.k_end * self.dist.world_size
         return kwargs
 

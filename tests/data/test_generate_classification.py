@@ -52,7 +52,7 @@ def test_no_partial_folder_left_behind(generated):
 
 
 def test_colour_carries_no_class_information():
-    # Mean colour per class must be alike: a class-specific palette would be a shortcut (CALIBRATION.md).
+    # Mean colour per class must be alike: a class-specific palette would be a shortcut (docs/method.md section 5).
     spec = ClassificationSpec.from_dict(SMALL | {"classes": 4})
     means = np.array([[np.asarray(draw_example(spec, 0, 0, c, i), dtype=np.float32).mean((0, 1))
                        for i in range(40)] for c in range(4)])  # class x image x rgb
