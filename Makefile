@@ -18,10 +18,10 @@ lock:             ## re-resolve uv.lock from pyproject.toml (LOCK_ARGS=--upgrade
 repro: setup      ## set up, then run the whole pipeline on the embedded default dataset
 	dvc repro
 
-test: setup       ## set up, then run the default test suite (what CI runs)
-	python -m pytest -m "not gpu" $(PYTEST_ARGS)
+test: setup       ## set up, then run the default test suite (what CI runs): slow end-to-end tests included
+	python -m pytest -m "not gpu and not extended" $(PYTEST_ARGS)
 
-test-all: setup   ## everything except GPU tests, slow ones included
+test-all: setup   ## everything except GPU tests: slow and extended ones included
 	python -m pytest -m "not gpu" -o addopts="" --timeout=3600
 
 params:           ## rewrite params.yaml from conf/ after editing a config group

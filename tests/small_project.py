@@ -1,6 +1,6 @@
 """A fresh git copy of the project with a shrunk embedded dataset, for tests that run the real DVC CLI.
 
-Shared by the end-to-end test and the Prefect flow tests (import it as `small_project`).
+Shared by the end-to-end, Prefect flow and study tests (tests/conftest.py builds one per session).
 """
 from __future__ import annotations
 
@@ -78,4 +78,11 @@ def make_small_project(root: Path, repro: bool = True) -> Path:
     git_commit(root, "fresh clone")
     if repro:
         sh(root, "dvc", "repro")
+    return root
+
+
+def copy_project(built: Path, root: Path) -> Path:
+    """A copy of a project `make_small_project` built (git history, DVC cache and outputs, file times kept):
+    what a clone that ran `dvc repro` would hold, in seconds instead of a repro's minutes."""
+    shutil.copytree(built, root, symlinks=True)
     return root

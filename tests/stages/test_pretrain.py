@@ -133,11 +133,16 @@ def test_finished_run_rebuilds_outputs_dvc_deleted(uninterrupted, tmp_path):
     assert (out / "backbone.pt").exists()
 
 
-def test_checkpoint_of_another_configuration_is_not_resumed(uninterrupted, tmp_path):
+def test_checkpoint_of_another_configuration_is_not_resumed_and_monitor_every_thins_the_curve(uninterrupted,
+                                                                                                tmp_path):
     project = _copy(uninterrupted, tmp_path / "project")
-    _write_params(project, ["loss.k=3"])
+    _write_params(project, ["loss.k=3", "train.monitor_every=2"])
     out = _run(project)
     assert "another configuration: starting from scratch" in out
+    # Epochs 2 and 3 are monitored (every 2nd, and the last always), epoch 1 is not; the final figures exist.
+    curve = (project / "data/pretrain/live/plots/metrics/knn_top1.tsv").read_text().strip().splitlines()
+    assert [row.split("\t")[0] for row in curve[1:]] == ["1", "2"]  # DVCLive's steps are 0-based epochs
+    assert json.loads((project / "data/pretrain/metrics.json").read_text())["knn_top1"] is not None
 
 
 def test_nan_loss_stops_with_step_and_keeps_checkpoint(template, tmp_path):
@@ -151,7 +156,8 @@ def test_nan_loss_stops_with_step_and_keeps_checkpoint(template, tmp_path):
     assert torch.load(project / "data/pretrain/checkpoint.pt", weights_only=True)["epoch"] >= 0
 
 
-@pytest.mark.parametrize("gather", [False, True])
+# gather=True (negatives ranked across both processes) is the heavier variant: make test-all runs it.
+@pytest.mark.parametrize("gather", [False, pytest.param(True, marks=pytest.mark.extended)])
 def test_two_process_gloo_run(template, tmp_path, gather):
     project = _copy(template, tmp_path / "project")
     _write_params(project, ["train.epochs=1", f"loss.gather_negatives={str(gather).lower()}"])

@@ -1,7 +1,7 @@
 """The study for real: two tiny runs as DVC experiments on a fresh project copy, then the report.
 
-Slow (about a minute and a half on 2 cores): a fresh git copy of the project with the shrunk dataset,
-generate/validate/convert once, then `python -m pipeline.study run` and `report` as a user runs them.
+Slow (about a minute and a half on 2 cores): a copy of the session's small reproduced project (shrunk
+dataset), committed, then `python -m pipeline.study run` and `report` as a user runs them.
 """
 from __future__ import annotations
 
@@ -10,17 +10,16 @@ import re
 from pathlib import Path
 
 import pytest
-from small_project import BIN, git_commit, make_small_project, sh
+from small_project import BIN, copy_project, git_commit, sh
 
 pytestmark = pytest.mark.slow
 TINY = ["--losses", "triplet,byol", "--seeds", "1", "--ks", "", "--epochs", "1"]
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    root = make_small_project(tmp_path_factory.mktemp("study") / "project", repro=False)
-    sh(root, "dvc", "repro", "convert")  # the study needs only the stages up to pretrain
-    git_commit(root, "data stages")
+def project(built_small_project, tmp_path_factory) -> Path:
+    root = copy_project(built_small_project, tmp_path_factory.mktemp("study") / "project")
+    git_commit(root, "reproduced")  # queued experiments start from a commit's dvc.lock
     return root
 
 
