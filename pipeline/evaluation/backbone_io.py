@@ -12,10 +12,7 @@ import torch
 from torch import nn
 
 from ..models import build_backbone
-
-
-class BackboneLoadError(ValueError):
-    """A backbone file that is missing, unreadable, or does not fit the configured architecture."""
+from .errors import BackboneLoadError  # noqa: F401 - raised here, re-exported for callers
 
 
 def random_backbone(arch: str, stem: str, seed: int) -> tuple[nn.Module, int]:

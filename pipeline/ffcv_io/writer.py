@@ -81,6 +81,9 @@ def write_beton(dest: Path, images: Sequence[tuple[str, str]], ints: Mapping[str
     images: (file path, stable key) per sample, the key being what `proportion` mode hashes (the
     manifest path). Written to `<dest>.partial` and renamed when complete.
     """
+    from .quick_import import import_ffcv
+
+    import_ffcv()
     from ffcv.fields import IntField, RGBImageField
     from ffcv.types import (
         ALLOC_TABLE_TYPE,
@@ -150,6 +153,9 @@ def write_beton(dest: Path, images: Sequence[tuple[str, str]], ints: Mapping[str
 
 def read_ints(path: Path, names: Iterable[str]) -> dict[str, np.ndarray]:
     """The integer fields of a .beton as arrays (no decoding of images), e.g. labels for a kNN bank."""
+    from .quick_import import import_ffcv
+
+    import_ffcv()
     from ffcv.reader import Reader
 
     reader = Reader(str(path))

@@ -20,12 +20,16 @@ from dataclasses import replace
 from typing import Callable, Tuple
 
 import numpy as np
-from ffcv.fields.rgb_image import SimpleRGBImageDecoder
-from ffcv.libffcv import imdecode, resize_crop
-from ffcv.pipeline.allocation_query import AllocationQuery
-from ffcv.pipeline.compiler import Compiler
-from ffcv.pipeline.state import State
 from numba import njit
+
+from ..ffcv_io.quick_import import import_ffcv
+
+import_ffcv()  # before the ffcv imports below: see quick_import
+from ffcv.fields.rgb_image import SimpleRGBImageDecoder  # noqa: E402
+from ffcv.libffcv import imdecode, resize_crop  # noqa: E402
+from ffcv.pipeline.allocation_query import AllocationQuery  # noqa: E402
+from ffcv.pipeline.compiler import Compiler  # noqa: E402
+from ffcv.pipeline.state import State  # noqa: E402
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)

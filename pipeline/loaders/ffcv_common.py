@@ -8,7 +8,10 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from ..ffcv_io.quick_import import import_ffcv
 from ..ffcv_io.sidecar import BetonError, check_beton
+
+import_ffcv()
 
 ORDERS = ("random", "quasi_random", "sequential")
 

@@ -12,7 +12,7 @@ from typing import Callable
 
 from ..config import Params, ParamsError, load_params
 from ..data.errors import DatasetLayoutError
-from ..evaluation.backbone_io import BackboneLoadError
+from ..evaluation.errors import BackboneLoadError  # not backbone_io: check_params/scan need no torch
 from ..ffcv_io.sidecar import BetonError
 from ..io_safety import DiskFullError, describe_disk_full, disk_full_cause, write_text_atomic
 

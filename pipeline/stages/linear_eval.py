@@ -30,11 +30,12 @@ BACKBONE = Path("data/pretrain/backbone.pt")
 OUT = Path("data/linear")
 
 
-def evaluate_backbone(name: str, backbone, dim: int, params, device, threads: dict) -> dict:
+def evaluate_backbone(name: str, backbone, dim: int, params, device, loaders: dict) -> dict:
+    """loaders: the evaluation loaders, built once for both backbones (each ffcv Loader compiles its pipeline
+    when built); "augmented_train" (the slow path) is a factory."""
     cfg = params.eval.linear
     backbone.to(device).eval()
-    val = extract_features(backbone, classification_eval_loader(params, "classification_val", device=device,
-                                                                **threads), device)
+    val = extract_features(backbone, loaders["val"], device)
     if len(val[0]) == 0:
         raise StageFailed("the classification val split is empty: linear evaluation needs val images")
 
@@ -43,13 +44,12 @@ def evaluate_backbone(name: str, backbone, dim: int, params, device, threads: di
                  r["val_top1"])
 
     if cfg.fast_features:
-        train = extract_features(backbone, classification_eval_loader(params, "classification_train",
-                                                                      device=device, **threads), device)
+        train = extract_features(backbone, loaders["train"], device)
         classes = int(max(train[1].max(), val[1].max())) + 1
         result = fit_on_features(train, val, classes=classes, epochs=cfg.epochs, lr=cfg.lr,
                                  batch_size=cfg.batch_size, seed=params.seed, on_epoch=report)
     else:
-        loader = linear_train_loader(params, device=device, **threads)
+        loader = loaders["augmented_train"]()  # fresh per backbone: both see the same augmentation draws
         classes = int(val[1].max()) + 1
         result = fit_on_loader(backbone, loader, len(loader), val, dim=dim,
                                classes=max(classes, 2), epochs=cfg.epochs, lr=cfg.lr, device=device,
@@ -65,7 +65,12 @@ def main() -> None:
         arch, stem = params.model.arch, params.model.stem
         backbones = {"pretrained": load_backbone(BACKBONE, arch, stem),
                      "random_init": random_backbone(arch, stem, params.seed)}
-        results = {name: evaluate_backbone(name, net, dim, params, device, threads)
+        loaders = {"val": classification_eval_loader(params, "classification_val", device=device, **threads)}
+        if cfg.fast_features:
+            loaders["train"] = classification_eval_loader(params, "classification_train", device=device, **threads)
+        else:
+            loaders["augmented_train"] = lambda: linear_train_loader(params, device=device, **threads)
+        results = {name: evaluate_backbone(name, net, dim, params, device, loaders)
                    for name, (net, dim) in backbones.items()}
         metrics = {name: {"top1": r["top1"], "top5": r["top5"]} for name, r in results.items()}
         metrics["gain"] = {k: metrics["pretrained"][k] - metrics["random_init"][k] for k in ("top1", "top5")}
