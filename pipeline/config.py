@@ -203,6 +203,7 @@ class Train(Strict):
     random_resolution: bool
     num_workers: int = Field(ge=0)
     checkpoint_every: int = PositiveInt
+    monitor_every: int = PositiveInt  # epochs between kNN/linear monitor passes (the last epoch always has one)
     device: Literal["auto", "cpu", "cuda"]
 
 

@@ -6,7 +6,8 @@ no registration here. main returns an exit code, or a dict that is printed as th
   loss     forward + backward time of the losses
   train    images/s of real pretraining steps on the embedded default (with and without the loader)
   paper_train  pretraining images/s per GPU, FFCV loader vs torchvision loader (the paper profile on a GPU)
-  machine  the fp32 matmul peak and the share of it each compute-heavy step reaches
+  machine  the fp32 matmul peak and the share of it each compute-heavy step reaches (and 47c0659's default)
+  levers   CPU levers of the pretraining step (channels_last, AdamW foreach/fused, threads), side by side
   repro    a fresh clone of a commit, `dvc repro --force`, seconds per stage
 """
 from __future__ import annotations

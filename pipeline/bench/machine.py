@@ -1,7 +1,7 @@
 """The machine's fp32 matmul peak, and how much of it the pipeline's compute-heavy steps use.
 
     python -m pipeline.bench machine [--steps 10] [--warmup 2] [--reid-steps 2] [--detection-steps 4]
-                                     [--peak-size 2048]
+                                     [--peak-size 2048] [--no-before]
 
 Measures, on the device the stages pick (params.yaml's train.device; CPU threads = all cores, as the stages
 set them):
@@ -30,6 +30,11 @@ counts zero: BatchNorm, activations, pooling, interpolation, the loader's augmen
 sorting, the optimizer and the EMA update, and torchvision's detection ops (roi_align, nms, anchor and
 box arithmetic, mask pasting). Efficiency is therefore "useful GEMM/conv FLOP/s over the GEMM peak", and
 the time the uncounted work takes shows up as a lower efficiency.
+
+Then (unless --no-before) the same pretrain, reid and detection steps with the default of commit 47c0659,
+before the budget was re-designed (BEFORE below: its batch, view size, reid and detection sizes), in the
+same run: before_pretrain_img_s etc., and X_speedup_vs_before = X_img_s / before_X_img_s (work per image
+changed too: compare the gflop_per_image figures).
 
 Needs data/beton/ (`dvc repro convert`) and the coco data with the validate stage's manifests (`dvc repro
 validate`). Last line: one JSON object.
@@ -248,7 +253,7 @@ def default_sources(params, device: torch.device, threads: dict, reid: bool = Tr
 
 
 def run(params, sources: Sources, device: torch.device, *, steps: int = 10, warmup: int = 2, reid_steps: int = 2,
-        detection_steps: int = 4, peak_size: int = 2048) -> dict:
+        detection_steps: int = 4, peak_size: int = 2048, eval_step: bool = True) -> dict:
     """Measure the peak, then each step kind in `sources` (None: skipped); the benchmark's dict."""
     load_start = os.getloadavg()[0]
     threads = os.cpu_count() or 1
@@ -274,9 +279,10 @@ def run(params, sources: Sources, device: torch.device, *, steps: int = 10, warm
         f"Pretrainer._step, batch {t.batch_size}, {t.image_size} px views")
     result.update({"pretrain_batch_size": t.batch_size, "pretrain_image_size": t.image_size})
     backbone = lambda: random_backbone(m.arch, m.stem, params.seed)[0]  # noqa: E731 - a fresh one per use
-    add("eval", lambda: eval_extraction(backbone(), sources.eval, device, steps, warmup),
-        f"extract_features, batch {params.eval.linear.batch_size}, {t.image_size} px")
-    result.update({"eval_batch_size": params.eval.linear.batch_size, "eval_image_size": t.image_size})
+    if eval_step:
+        add("eval", lambda: eval_extraction(backbone(), sources.eval, device, steps, warmup),
+            f"extract_features, batch {params.eval.linear.batch_size}, {t.image_size} px")
+        result.update({"eval_batch_size": params.eval.linear.batch_size, "eval_image_size": t.image_size})
     r = params.eval.reid
     if sources.reid is not None and reid_steps > 0:
         add("reid", lambda: reid_extraction(backbone(), sources.reid, device, reid_steps, min(warmup, 1)),
@@ -295,6 +301,41 @@ def run(params, sources: Sources, device: torch.device, *, steps: int = 10, warm
     return result
 
 
+# The embedded default before the budget was re-designed (commit 47c0659, issue 13): measured in the same
+# run as params.yaml's configuration, so the two steps' costs compare side by side on one machine.
+BEFORE_COMMIT = "47c0659"
+BEFORE = {"train.batch_size": 128, "train.image_size": 32, "eval.reid.height": 256, "eval.reid.width": 128,
+          "eval.coco.train_sizes": [96, 112, 128], "eval.coco.test_size": 128}
+
+
+def with_overrides(params, overrides: dict):
+    """params with dotted keys replaced, validated again (a bad override is named like any params error)."""
+    from ..config import validate_params
+
+    raw = params.model_dump(by_alias=True)
+    for key, value in overrides.items():
+        node = raw
+        *path, last = key.split(".")
+        for part in path:
+            node = node[part]
+        node[last] = value
+    return validate_params(raw, f"params.yaml with {BEFORE_COMMIT}'s default")
+
+
+def run_before(params, device: torch.device, threads: dict, args) -> dict:
+    """The same figures for the pre-redesign default (BEFORE), prefixed `before_`; a step whose settings
+    did not change is not measured twice."""
+    old = with_overrides(params, BEFORE)
+    reid = args.reid_steps > 0 and (old.eval.reid.height, old.eval.reid.width) != (params.eval.reid.height,
+                                                                                   params.eval.reid.width)
+    detection = args.detection_steps > 0 and old.eval.coco != params.eval.coco
+    sources = default_sources(old, device, threads, reid=reid, detection=detection)
+    measured = run(old, sources, device, steps=args.steps, warmup=args.warmup, reid_steps=args.reid_steps,
+                   detection_steps=args.detection_steps, peak_size=args.peak_size, eval_step=False)
+    keep = {k: v for k, v in measured.items() if k.split("_")[0] in ("pretrain", "reid", "detection", "peak")}
+    return {"before_commit": BEFORE_COMMIT, **{f"before_{k}": v for k, v in keep.items()}}
+
+
 def main(argv: list[str]) -> dict:
     ap = argparse.ArgumentParser(prog="python -m pipeline.bench machine")
     ap.add_argument("--steps", type=int, default=10, help="timed pretrain steps and eval batches")
@@ -303,6 +344,8 @@ def main(argv: list[str]) -> dict:
     ap.add_argument("--detection-steps", type=int, default=4,
                     help="counted, then timed detection iterations (0: skip detection)")
     ap.add_argument("--peak-size", type=int, default=2048, help="n of the n x n fp32 matmul of the peak")
+    ap.add_argument("--no-before", dest="before", action="store_false",
+                    help=f"skip the pre-redesign default ({BEFORE_COMMIT}) measured after params.yaml's")
     args = ap.parse_args(argv)
     if min(args.steps, args.peak_size) < 1 or min(args.warmup, args.reid_steps, args.detection_steps) < 0:
         ap.error("--steps and --peak-size must be >= 1; --warmup, --reid-steps, --detection-steps >= 0")
@@ -310,5 +353,14 @@ def main(argv: list[str]) -> dict:
     device = pick_device(params.train.device)
     threads = {"torch_threads": os.cpu_count()} if device.type == "cpu" else {}
     sources = default_sources(params, device, threads, reid=args.reid_steps > 0, detection=args.detection_steps > 0)
-    return run(params, sources, device, steps=args.steps, warmup=args.warmup, reid_steps=args.reid_steps,
-               detection_steps=args.detection_steps, peak_size=args.peak_size)
+    result = run(params, sources, device, steps=args.steps, warmup=args.warmup, reid_steps=args.reid_steps,
+                 detection_steps=args.detection_steps, peak_size=args.peak_size)
+    if args.before:
+        _say(f"the same steps with {BEFORE_COMMIT}'s default: {BEFORE}")
+        result.update(run_before(params, device, threads, args))
+        for prefix in ("pretrain", "reid", "detection"):
+            if f"before_{prefix}_img_s" in result and f"{prefix}_img_s" in result:
+                # Seconds per image, before over now: how much cheaper the step's work is now.
+                result[f"{prefix}_speedup_vs_before"] = round(result[f"{prefix}_img_s"]
+                                                              / result[f"before_{prefix}_img_s"], 3)
+    return result

@@ -86,9 +86,10 @@ class StudySpec:
             raise StudyError(f"epochs = {self.epochs}: expected >= 1")
         for kv in self.extra:
             key = kv.split("=", 1)[0]
-            if "=" not in kv or key.split(".")[0] in {"seed", "loss"} or key == "train.epochs":
+            if "=" not in kv or key.split(".")[0] in {"seed", "loss"} or key in ("train.epochs",
+                                                                                  "train.monitor_every"):
                 raise StudyError(f"-S {kv}: expected key=value for a key the study does not set itself "
-                                 "(seed, loss.* and train.epochs are the study's)")
+                                 "(seed, loss.*, train.epochs and train.monitor_every are the study's)")
         if not self.prefix.replace("-", "").replace("_", "").isalnum():
             raise StudyError(f"prefix = {self.prefix!r}: letters, digits, '-' and '_' only")
 
@@ -107,7 +108,11 @@ class StudySpec:
         return self.seeds[0]
 
     def _common(self, seed: int) -> tuple[tuple[str, ...], dict]:
-        overrides = (f"seed={seed}",) + ((f"train.epochs={self.epochs}",) if self.epochs else ()) + self.extra
+        # Learning curves need every epoch's kNN and probe, whatever the pipeline default's monitor_every. Not
+        # in `expect`: runs recorded before the key existed monitored every epoch, and the report refuses any
+        # run whose curve misses an epoch.
+        overrides = ((f"seed={seed}",) + ((f"train.epochs={self.epochs}",) if self.epochs else ())
+                     + ("train.monitor_every=1",) + self.extra)
         expect = {"seed": seed} | ({"train.epochs": self.epochs} if self.epochs else {})
         for kv in self.extra:
             key, value = kv.split("=", 1)

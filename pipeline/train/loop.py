@@ -242,8 +242,8 @@ class Pretrainer:
             for key in ("fn_selected", "fn_hardest"):
                 if key in sums:
                     row[key] = sums[key] / sums["n"]
-            if self.dist.is_main:
-                row.update(self.monitor())
+            if self.dist.is_main and ((epoch + 1) % t.monitor_every == 0 or epoch + 1 == t.epochs):
+                row.update(self.monitor())  # the final figures always come from the last epoch
             self.state.history.append(row)
             log.info("epoch %d/%d: %s", epoch + 1, t.epochs,
                      ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))

@@ -12,7 +12,7 @@ from torch import nn
 
 from pipeline.bench import machine
 from pipeline.bench.__main__ import available
-from pipeline.config import compose, validate_params
+from pipeline.config import ParamsError, compose, validate_params
 from pipeline.data.generate_coco import generate_coco
 from pipeline.evaluation.coco_data import load_split
 from pipeline.models import build_backbone
@@ -114,3 +114,32 @@ def generate_root(tmp_path):
     root = tmp_path / "coco"
     generate_coco(root, COCO_CFG, seed=3, classes=["circle", "square"])
     return root
+
+
+def test_before_overrides_give_the_pre_redesign_default_and_nothing_else():
+    params = validate_params(compose(SMALL))
+    old = machine.with_overrides(params, machine.BEFORE)
+    assert (old.train.batch_size, old.train.image_size) == (128, 32)
+    assert (old.eval.reid.height, old.eval.reid.width, old.eval.coco.test_size) == (256, 128, 128)
+    untouched = {k: v for k, v in old.model_dump().items() if k not in ("train", "eval")}
+    assert untouched == {k: v for k, v in params.model_dump().items() if k not in ("train", "eval")}
+    with pytest.raises(ParamsError, match="train.batch_size"):
+        machine.with_overrides(params, {"train.batch_size": 0})
+
+
+def test_levers_time_every_variant_on_the_same_batches():
+    from pipeline.bench import levers
+
+    params = validate_params(compose(SMALL))
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(8) % 4
+    cached = [(torch.randn(8, 3, 32, 32, generator=gen), torch.randn(8, 3, 32, 32, generator=gen), labels)
+              for _ in range(2)]
+    threads = torch.get_num_threads()
+    try:
+        result = levers.measure(params, cached, list(levers.VARIANTS), steps=1, warmup=1, rounds=1)
+    finally:
+        torch.set_num_threads(threads)
+    for variant in levers.VARIANTS:
+        assert result[f"{variant}_img_s"] > 0, variant
+    assert result["plain_speedup"] == 1.0

@@ -23,13 +23,15 @@ def test_default_study_is_five_losses_by_three_seeds_plus_five_ks_with_the_basel
 def test_runs_carry_their_overrides_and_the_params_they_must_record():
     _, runs = StudySpec(epochs=6).plan()
     run = {r.name: r for r in runs}
-    assert run["eff-median-s1"].overrides == ("loss=median", "seed=1", "train.epochs=6")
-    assert run["eff-k5-s0"].overrides == ("loss=truncated_triplet", "loss.k=5", "seed=0", "train.epochs=6")
+    assert run["eff-median-s1"].overrides == ("loss=median", "seed=1", "train.epochs=6", "train.monitor_every=1")
+    assert run["eff-k5-s0"].overrides == ("loss=truncated_triplet", "loss.k=5", "seed=0", "train.epochs=6",
+                                          "train.monitor_every=1")
     assert run["eff-k5-s0"].expect == {"loss.name": "truncated_triplet", "loss.variant": "smoothed", "loss.k": 5,
                                        "seed": 0, "train.epochs": 6}
     # Only pretrain (and what it depends on) is reproduced, in a temporary copy, under the run's name.
     assert dvc_args(run["eff-median-s1"]) == ["exp", "run", "--temp", "-n", "eff-median-s1", "-S", "loss=median",
-                                             "-S", "seed=1", "-S", "train.epochs=6", "pretrain"]
+                                             "-S", "seed=1", "-S", "train.epochs=6", "-S", "train.monitor_every=1",
+                                             "pretrain"]
 
 
 def test_subsets_and_extra_overrides():
