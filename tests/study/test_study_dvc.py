@@ -13,7 +13,8 @@ import pytest
 from small_project import BIN, copy_project, git_commit, sh
 
 pytestmark = pytest.mark.slow
-TINY = ["--losses", "triplet,byol", "--seeds", "1", "--ks", "", "--epochs", "1"]
+# 2 epochs: the copied project's own pretrain (the triplet default at 1 epoch) must not satisfy a study run.
+TINY = ["--losses", "triplet,byol", "--seeds", "1", "--ks", "", "--epochs", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -41,21 +42,21 @@ def test_runs_are_recorded_by_dvc_running_pretrain_only_and_the_report_reads_the
     assert set(runs) == {"eff-triplet-s0", "eff-byol-s0"}
     byol = runs["eff-byol-s0"]["data"]
     assert byol["params"]["params.yaml"]["data"]["loss"]["name"] == "byol"
-    assert byol["params"]["params.yaml"]["data"]["train"]["epochs"] == 1
+    assert byol["params"]["params.yaml"]["data"]["train"]["epochs"] == 2
     assert "fn_hardest" in byol["metrics"]["data/pretrain/metrics.json"]["data"], "every loss logs fn_hardest"
 
     again = _study(project, "run", *TINY).stdout  # an interrupted study resumes: nothing left to run
     assert again.count("already recorded") == 2 and "dvc exp run" not in again
 
-    clash = _study(project, "run", *TINY[:-1], "2", "--dry-run", check=False)
-    assert clash.returncode == 1 and "eff-byol-s0: train.epochs = 1 (expected 2)" in clash.stderr
+    clash = _study(project, "run", *TINY[:-1], "3", "--dry-run", check=False)
+    assert clash.returncode == 1 and "eff-byol-s0: train.epochs = 2 (expected 3)" in clash.stderr
 
     _study(project, "report", *TINY)
     md = (project / "reports/efficiency.md").read_text()
     for rev in (runs["eff-triplet-s0"]["rev"], runs["eff-byol-s0"]["rev"]):
         assert f"`{rev[:7]}`" in md
     knn = runs["eff-byol-s0"]["data"]["metrics"]["data/pretrain/metrics.json"]["data"]["knn_top1"]
-    assert f"| eff-byol-s0 | `{runs['eff-byol-s0']['rev'][:7]}` | byol | 0 | 1 |" in md
+    assert f"| eff-byol-s0 | `{runs['eff-byol-s0']['rev'][:7]}` | byol | 0 | 2 |" in md
     assert f"{100 * knn:.1f}" in md
     assert "Verdict: the paper's claim is not established" in md  # one seed: no spread, no verdict
     assert (project / "reports/efficiency_curves.png").stat().st_size > 5000
