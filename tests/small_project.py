@@ -38,8 +38,13 @@ def env() -> dict[str, str]:
 
 def sh(cwd: Path, *args: str, check: bool = True, timeout: float = 600,
        extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(args, cwd=cwd, env=env() | (extra_env or {}), capture_output=True, text=True,
-                          timeout=timeout)
+    try:
+        proc = subprocess.run(args, cwd=cwd, env=env() | (extra_env or {}), capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired as e:  # show what it printed before it stalled (CI once saw only a timeout)
+        out = [x.decode(errors="replace") if isinstance(x, bytes) else (x or "") for x in (e.stdout, e.stderr)]
+        raise AssertionError(f"{' '.join(args)} still running after {timeout} s:\n{out[0][-6000:]}\n"
+                             f"{out[1][-6000:]}") from None
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
