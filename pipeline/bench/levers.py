@@ -32,7 +32,7 @@ from ..config import load_params
 from ..loaders.from_params import ssl_loader
 from ..train.distributed import DistInfo
 from ..train.loop import Pretrainer, pick_device
-from ..train.optim import build_optimizer
+from .machine import cpu_model
 from .train import _NoEval
 
 VARIANTS = ("plain", "channels_last", "adamw_foreach", "adamw_fused", "threads_1")
@@ -52,8 +52,9 @@ def _trainer(params, variant: str, batches: list) -> Pretrainer:
         if t.optimizer != "adamw":
             raise SystemExit(f"--variants {variant}: train.optimizer is {t.optimizer!r}, not adamw")
         flag = {"foreach": True} if variant == "adamw_foreach" else {"fused": True}
-        plain = build_optimizer(t.optimizer, trainer.model.online_parameters(), t.lr, t.weight_decay, t.momentum)
-        trainer.optimizer = torch.optim.AdamW(plain.param_groups, lr=t.lr, weight_decay=t.weight_decay, **flag)
+        # The trainer's own groups (decay / no-decay split), handed to the variant's AdamW.
+        trainer.optimizer = torch.optim.AdamW(trainer.optimizer.param_groups, lr=t.lr, weight_decay=t.weight_decay,
+                                              **flag)
     return trainer
 
 
@@ -130,7 +131,7 @@ def measure(params, cached: list, variants: list[str], *, steps: int, warmup: in
                 best[variant] = max(best[variant], _time(trainers[variant], cached, steps))
         _say(f"round {r + 1}/{rounds}: " + ", ".join(f"{v} {best[v]:.1f}" for v in variants) + " img/s (best so far)")
     t = params.train
-    result = {"bench": "levers", "cpu_model": _cpu_model(), "cores": cores, "arch": params.model.arch,
+    result = {"bench": "levers", "cpu_model": cpu_model(), "cores": cores, "arch": params.model.arch,
               "batch_size": t.batch_size, "image_size": t.image_size, "steps": steps, "rounds": rounds}
     for variant in variants:
         result[f"{variant}_img_s"] = round(best[variant], 1)
@@ -142,9 +143,3 @@ def measure(params, cached: list, variants: list[str], *, steps: int, warmup: in
         result["compile_break_even_images"] = round(compile_s / per_image_gain) if per_image_gain > 0 else None
     result["load_avg_1min"] = round(os.getloadavg()[0], 2)
     return result
-
-
-def _cpu_model() -> str:
-    from .machine import cpu_model
-
-    return cpu_model()
