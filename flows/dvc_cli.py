@@ -124,6 +124,23 @@ def run_dvc(root: Path, args: Iterable[str], on_line: Callable[[str], None] | No
     return DvcRun(args, proc.returncode, lines)
 
 
+def start_queue_workers(root: Path, jobs: int) -> DvcRun:
+    """`dvc queue start -j <jobs>`, waiting for that command only.
+
+    The worker it spawns keeps the command's stdout open, so reading the output to its end (run_dvc) would
+    last as long as the worker does; the output goes to a file instead and the call returns when `dvc queue
+    start` itself exits.
+    """
+    import tempfile
+
+    args = ["queue", "start", "-j", str(jobs)]
+    with tempfile.TemporaryFile("w+", errors="replace") as out:
+        code = subprocess.run([dvc_executable(root), *args], cwd=root, env=stage_env(root), stdout=out,
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True).returncode
+        out.seek(0)
+        return DvcRun(args, code, out.read().splitlines())
+
+
 def _stop_group(proc: subprocess.Popen) -> None:
     for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
         try:

@@ -3,9 +3,10 @@
     python -m flows.sweep -S 'loss.k=1,2,3,5' --metric knn_top1
 
 Each -S is passed to `dvc exp run --queue` (DVC expands comma lists into one experiment per combination,
-Hydra group switches such as `loss=byol,infonce` included); `dvc exp run --run-all` then runs the queue
-(each experiment in a temporary copy under .dvc/tmp/exps, taking unchanged stages' outputs from the DVC
-cache, so only the stages the parameter reaches run). Published: the table artifact `ssl-sweep` (each
+Hydra group switches such as `loss=byol,infonce` included); `dvc queue start` then runs the queue, and
+`dvc queue status` is polled until every experiment has finished (each experiment runs in a temporary copy
+under .dvc/tmp/exps, taking unchanged stages' outputs from the DVC cache, so only the stages the parameter
+reaches run). Published: the table artifact `ssl-sweep` (each
 experiment's overrides, the chosen metric, the metrics that differ between experiments, which stages ran)
 and `ssl-sweep-report` with a plot of the metric against the first swept parameter
 (data/reports/sweeps/*.png).
@@ -17,10 +18,11 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import flows  # noqa: F401  (PREFECT_HOME and analytics defaults, before prefect is imported)
 from flows import dvc_cli
-from flows.pipeline import StageError, _failure, _retry_if_transient, check_overrides, run_cli
+from flows.pipeline import StageError, _failure, check_overrides, run_cli
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -28,7 +30,6 @@ from prefect.cache_policies import NO_CACHE
 SWEEPS_DIR = "data/reports/sweeps"
 _QUEUEING = re.compile(r"^Queueing with overrides '(?P<ovr>.*)'\.$")
 _QUEUED = re.compile(r"^Queued experiment '(?P<name>[^']+)' for future execution")
-_REPRODUCING = re.compile(r"^Reproducing experiment '(?P<name>[^']+)'")
 
 
 def parse_queued(lines: list[str]) -> list[dict]:
@@ -42,19 +43,6 @@ def parse_queued(lines: list[str]) -> list[dict]:
             out.append({"name": m["name"], "overrides": pending})
             pending = {}
     return out
-
-
-def split_by_experiment(lines: list[str]) -> dict[str, list[str]]:
-    """`dvc exp run --run-all` output cut into each experiment's lines."""
-    parts: dict[str, list[str]] = {}
-    current = None
-    for line in lines:
-        if m := _REPRODUCING.match(line.strip()):
-            current = m["name"]
-            parts[current] = []
-        elif current is not None:
-            parts[current].append(line)
-    return parts
 
 
 @task(name="dvc-exp-queue", cache_policy=NO_CACHE)
@@ -73,27 +61,73 @@ def queue_experiments(params: list[str], project_dir: str) -> list[dict]:
     return queued
 
 
-@task(name="dvc-exp-run-all", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=30,
-      retry_condition_fn=_retry_if_transient)
-def run_queue(jobs: int, project_dir: str) -> dict[str, dict[str, str]]:
-    """Run every queued experiment (`dvc exp run --run-all`); stage outcomes per experiment."""
-    logger = get_run_logger()
-    run = dvc_cli.run_dvc(Path(project_dir), ["exp", "run", "--run-all", "-j", str(jobs)], on_line=logger.info)
-    outcomes = {name: dvc_cli.stage_outcomes(lines) for name, lines in split_by_experiment(run.lines).items()}
-    if not run.ok and not outcomes:
-        raise _failure("dvc exp run --run-all", run)
-    return outcomes
+FINISHED = {"Success", "Failed", "Killed"}
+_WORKERS = re.compile(r"Worker status: (?P<active>\d+) active, (?P<idle>\d+) idle")
 
 
-def queue_status(root: Path) -> dict[str, str]:
-    """experiment name -> Success / Failed / Queued / Running, from `dvc queue status`."""
+def queue_status(root: Path) -> tuple[dict[str, str], int | None]:
+    """({experiment name: Success / Failed / Queued / Running / ...}, workers alive or None) from `dvc queue status`."""
     run = dvc_cli.run_dvc(root, ["queue", "status"])
-    out = {}
+    out, workers = {}, None
     for line in run.lines:
         cols = line.split()
-        if len(cols) >= 3 and cols[-1] in {"Success", "Failed", "Queued", "Running", "Killed", "Unknown"}:
+        if len(cols) >= 3 and cols[-1] in FINISHED | {"Queued", "Running", "Unknown"}:
             out[cols[1]] = cols[-1]
-    return out
+        elif m := _WORKERS.search(line):
+            workers = int(m["active"]) + int(m["idle"])
+    return out, workers
+
+
+def wait_for_queue(names: list[str], status: Callable[[], tuple[dict[str, str], int | None]],
+                   restart: Callable[[], None], report: Callable[[str], None], poll_s: float = 5.0,
+                   sleep: Callable[[float], None] = time.sleep, restart_after: int = 6) -> dict[str, str]:
+    """Poll until every experiment in `names` has finished; returns their final statuses.
+
+    Ends on the statuses, not on a worker's exit: `dvc exp run --run-all` can wait forever after its
+    experiments succeeded, its worker idle (treeverse/dvc#8165, #10398; docs/speed.md). `dvc queue status`
+    does not always list a busy worker (treeverse/dvc#10427), so only `restart_after` polls in a row with
+    experiments queued, none running and no worker listed start the queue again (a no-op if one is alive).
+    """
+    last: dict[str, str] = {}
+    idle = 0
+    while True:
+        states, workers = status()
+        mine = {n: states.get(n, "Unknown") for n in names}
+        if mine != last:
+            report(", ".join(f"{n}: {s}" for n, s in mine.items()))
+            last = mine
+        if all(s in FINISHED for s in mine.values()):
+            return mine
+        idle = idle + 1 if workers == 0 and "Running" not in mine.values() else 0
+        if idle >= restart_after:
+            report(f"experiments queued, none running and no worker listed for {idle} polls: dvc queue start again")
+            restart()
+            idle = 0
+        sleep(poll_s)
+
+
+@task(name="dvc-queue-run", cache_policy=NO_CACHE)
+def run_queue(names: list[str], jobs: int, project_dir: str, poll_s: float = 5.0) -> dict[str, dict[str, str]]:
+    """Run the queued experiments with `dvc queue start`; stage outcomes per experiment, from `dvc queue logs`."""
+    logger = get_run_logger()
+    root = Path(project_dir)
+
+    def start() -> None:
+        run = dvc_cli.start_queue_workers(root, jobs)
+        for line in run.lines:
+            logger.info(line)
+        if not run.ok:
+            raise _failure("dvc queue start", run)
+
+    start()
+    finished = False
+    try:
+        wait_for_queue(names, lambda: queue_status(root), start, logger.info, poll_s)
+        finished = True
+    finally:
+        # Idle workers are told to exit; an interrupted sweep (Prefect cancellation, Ctrl+C) kills its runs.
+        dvc_cli.run_dvc(root, ["queue", "stop"] if finished else ["queue", "stop", "--kill"], on_line=logger.info)
+    return {name: dvc_cli.stage_outcomes(dvc_cli.run_dvc(root, ["queue", "logs", name]).lines) for name in names}
 
 
 def experiments_shown(root: Path, names: set[str]) -> dict[str, dict]:
@@ -167,7 +201,7 @@ def plot_metric(rows: list[dict], x_key: str, metric: str, path: Path) -> Path:
 @task(name="sweep-report", cache_policy=NO_CACHE)
 def publish_sweep(project_dir: str, queued: list[dict], outcomes: dict, metric: str) -> list[dict]:
     root = Path(project_dir)
-    status = queue_status(root)
+    status, _ = queue_status(root)
     shown = experiments_shown(root, {q["name"] for q in queued})
     rows = []
     for q in queued:
@@ -222,7 +256,7 @@ def ssl_sweep(params: list[str], metric: str = "knn_top1", jobs: int = 1,
         raise ValueError("a sweep needs at least one -S key=v1,v2,... parameter")
     queued = queue_experiments(params, str(root))
     logger.info("queued: %s", ", ".join(f"{q['name']} {q['overrides']}" for q in queued))
-    outcomes = run_queue(jobs, str(root))
+    outcomes = run_queue([q["name"] for q in queued], jobs, str(root))
     rows = publish_sweep(str(root), queued, outcomes, metric)
     for r in rows:
         logger.info("%s %s %s=%s ran: %s", r["name"], r["overrides"], metric, r["metric"], ", ".join(r["ran"]))

@@ -5,7 +5,7 @@ import pytest
 
 from flows import dvc_cli
 from flows.pipeline import StageError, TransientStageError, _failure, check_overrides, metric_rows
-from flows.sweep import find_metric, parse_queued, split_by_experiment
+from flows.sweep import find_metric, parse_queued, queue_status, wait_for_queue
 
 
 def test_toposort_keeps_dvc_yaml_order_among_ready_stages():
@@ -91,12 +91,27 @@ def test_parse_queued_pairs_each_experiment_with_its_overrides():
                                    {"name": "scaly-glen", "overrides": {"loss.k": "3", "train.lr": "0.5"}}]
 
 
-def test_split_by_experiment():
-    lines = ["Following logs", "Reproducing experiment 'a'", "Running stage 'pretrain':",
-             "Reproducing experiment 'b'", "Stage 'pretrain' didn't change, skipping"]
-    parts = split_by_experiment(lines)
-    assert dvc_cli.stage_outcomes(parts["a"]) == {"pretrain": "ran"}
-    assert dvc_cli.stage_outcomes(parts["b"]) == {"pretrain": "up to date"}
+def test_queue_wait_ends_on_statuses_and_restarts_a_queue_left_without_workers():
+    # The stall this replaces: both experiments succeeded, the worker idle, and `dvc exp run --run-all` waited on.
+    polls = iter([({"a": "Running", "b": "Queued"}, 0),    # busy workers are not always listed: no restart
+                  ({"a": "Running", "b": "Queued"}, 0),
+                  ({"a": "Success", "b": "Queued"}, 0),    # the worker exited before seeing b: restart
+                  ({"a": "Success", "b": "Queued"}, 0),
+                  ({"a": "Success", "b": "Running"}, 1),
+                  ({"a": "Success", "b": "Failed", "other": "Queued"}, 1)])  # an unrelated task: not waited for
+    restarts, reports, sleeps = [], [], []
+    final = wait_for_queue(["a", "b"], lambda: next(polls), lambda: restarts.append(1), reports.append,
+                           poll_s=0.5, sleep=sleeps.append, restart_after=2)
+    assert final == {"a": "Success", "b": "Failed"}
+    assert restarts == [1] and sleeps == [0.5] * 5
+    assert reports[0] == "a: Running, b: Queued" and reports[-1] == "a: Success, b: Failed"
+
+
+def test_queue_status_reads_tasks_and_workers(monkeypatch, tmp_path):
+    lines = ["Task     Name          Created    Status", "1a2b3c4  riven-stob    04:01 PM   Success",
+             "5d6e7f8  scaly-glen    04:02 PM   Running", "", "Worker status: 1 active, 0 idle"]
+    monkeypatch.setattr(dvc_cli, "run_dvc", lambda root, args, on_line=None: dvc_cli.DvcRun(list(args), 0, lines))
+    assert queue_status(tmp_path) == ({"riven-stob": "Success", "scaly-glen": "Running"}, 1)
 
 
 def test_find_metric_by_key_or_file_and_key():
