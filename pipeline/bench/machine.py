@@ -83,12 +83,13 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
-def matmul_peak(n: int = 2048, device: torch.device | str = "cpu", reps: int = 4, rounds: int = 3) -> float:
-    """GFLOP/s of an n x n fp32 torch.mm (2 n^3 FLOPs), best of `rounds` timings of `reps` products."""
+def matmul_peak(n: int = 2048, device: torch.device | str = "cpu", reps: int = 4, rounds: int = 3,
+                dtype: torch.dtype = torch.float32) -> float:
+    """GFLOP/s of an n x n torch.mm (2 n^3 FLOPs; fp32 unless `dtype`), best of `rounds` timings of `reps` products."""
     device = torch.device(device)
     gen = torch.Generator().manual_seed(0)
-    a, b = (torch.randn(n, n, generator=gen).to(device) for _ in range(2))
-    out = torch.empty(n, n, device=device)
+    a, b = (torch.randn(n, n, generator=gen).to(device=device, dtype=dtype) for _ in range(2))
+    out = torch.empty(n, n, device=device, dtype=dtype)
     for _ in range(2):  # warm-up: thread pool, caches, clocks
         torch.mm(a, b, out=out)
     _sync(device)
