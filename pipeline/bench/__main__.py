@@ -7,6 +7,7 @@ no registration here. main returns an exit code, or a dict that is printed as th
   train    images/s of real pretraining steps on the embedded default (with and without the loader)
   paper_train  pretraining images/s per GPU, FFCV loader vs torchvision loader (the paper profile on a GPU)
   machine  the fp32 matmul peak and the share of it each compute-heavy step reaches (and 47c0659's default)
+  step_profile  where a pretraining iteration's time goes (loader wait, augmentation, kernels by kind, optimizer, EMA)
   gpu      the pretraining step on a GPU: the paper profile and the default, synthetic batches (scripts/gpu_check.sh)
   levers   CPU levers of the pretraining step (channels_last, AdamW foreach/fused, threads), side by side
   repro    a fresh clone of a commit, `dvc repro --force`, seconds per stage
