@@ -158,6 +158,11 @@ def find_metric(metrics: dict[str, dict], metric: str):
     raise ValueError(f"metric {metric!r} is in several files; name it as file:key")
 
 
+def _file_part(metric: str) -> str:
+    """The metric as one file-name component: `data/reid/metrics.json:pretrained.mAP` has slashes."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", metric)
+
+
 def _as_number(value: str):
     try:
         return float(value)
@@ -232,7 +237,7 @@ def publish_sweep(project_dir: str, queued: list[dict], outcomes: dict, metric: 
            + f" | {r['metric']} | {', '.join(r['ran']) or '-'} |" for r in rows]
     if x_key and any(r["metric"] is not None for r in rows):
         png = plot_metric(rows, x_key, metric,
-                          root / SWEEPS_DIR / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}-{metric.replace(':', '_')}.png")
+                          root / SWEEPS_DIR / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}-{_file_part(metric)}.png")
         create_image_artifact(image_url=png.as_uri(), key="ssl-sweep-plot",
                               description=f"{metric} against {x_key}")
         md += ["", f"Plot of {metric} against {x_key}: [{png.relative_to(root)}]({png.as_uri()})"]

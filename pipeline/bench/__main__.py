@@ -8,6 +8,7 @@ no registration here. main returns an exit code, or a dict that is printed as th
   paper_train  pretraining images/s per GPU, FFCV loader vs torchvision loader (the paper profile on a GPU)
   machine  the fp32 matmul peak and the share of it each compute-heavy step reaches (and 47c0659's default)
   step_profile  where a pretraining iteration's time goes (loader wait, augmentation, kernels by kind, optimizer, EMA)
+  budget   what a pretraining budget learns: the stage's training run with overrides, kNN and linear gains per epoch
   gpu      the pretraining step on a GPU: the paper profile and the default, synthetic batches (scripts/gpu_check.sh)
   levers   CPU levers of the pretraining step (channels_last, AdamW foreach/fused, threads), side by side
   repro    a fresh clone of a commit, `dvc repro --force`, seconds per stage

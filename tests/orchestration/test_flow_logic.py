@@ -132,3 +132,10 @@ def test_cli_failures_are_one_line_and_exit_1_other_errors_propagate(capsys):
     assert capsys.readouterr().err == "ssl-sweep failed: stage pretrain failed\n"
     with pytest.raises(KeyError):
         run_cli("ssl-sweep", lambda: {}["x"])
+
+
+def test_a_file_and_key_metric_names_one_plot_file():
+    from flows.sweep import _file_part
+
+    assert _file_part("data/reid/metrics.json:pretrained.mAP") == "data_reid_metrics.json_pretrained.mAP"
+    assert _file_part("knn_top1") == "knn_top1"
