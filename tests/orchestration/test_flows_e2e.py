@@ -205,6 +205,7 @@ def test_sweep_of_an_evaluation_parameter_runs_the_queue_to_the_end_and_publishe
 
 
 # The full sweep over loss.k (pretraining and every evaluation twice): make test-all.
+@pytest.mark.extended
 def test_sweep_runs_only_pretrain_and_publishes_table_and_plot(project, server):
     url = server["PREFECT_API_URL"]
     proc = sh(project, str(BIN / "python"), "-m", "flows.sweep", "-S", "loss.k=1,3", "--metric", "knn_top1",
