@@ -58,11 +58,12 @@ def main(argv: list[str]) -> dict:
         overrides = parse_overrides(args.overrides)
     except ValueError as e:
         ap.error(str(e))
-    params = with_overrides(load_params(), overrides)
+    params = with_overrides(load_params(), overrides, "params.yaml with the budget's overrides")
     device = pick_device(params.train.device)
     threads = {"torch_threads": args.threads} if device.type == "cpu" else {}
     if threads:
         torch.set_num_threads(args.threads)
+    # The pretrain stage's three loaders (pipeline/stages/pretrain.py), as it builds them.
     loaders = (ssl_loader(params, device=device, **threads),
                classification_eval_loader(params, "classification_train", device=device, **threads),
                classification_eval_loader(params, "classification_val", device=device, **threads))

@@ -62,7 +62,7 @@ def profile_params(name: str, device: torch.device, batch_size: int | None, imag
         overrides["train.batch_size"] = batch_size
     if image_size:
         overrides["train.image_size"] = image_size
-    return with_overrides(params, overrides)
+    return with_overrides(params, overrides, f"the {name} profile with its size overrides")
 
 
 def measure_profile(name: str, device: torch.device, steps: int, warmup: int, peaks: dict,

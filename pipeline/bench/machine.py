@@ -309,8 +309,9 @@ BEFORE = {"train.batch_size": 128, "train.image_size": 32, "eval.reid.height": 2
           "eval.coco.train_sizes": [96, 112, 128], "eval.coco.test_size": 128}
 
 
-def with_overrides(params, overrides: dict):
-    """params with dotted keys replaced, validated again (a bad override is named like any params error)."""
+def with_overrides(params, overrides: dict, source: str = f"params.yaml with {BEFORE_COMMIT}'s default"):
+    """params with dotted keys replaced, validated again (a bad override is named like any params error,
+    `source` saying where the values came from)."""
     from ..config import validate_params
 
     raw = params.model_dump(by_alias=True)
@@ -320,7 +321,7 @@ def with_overrides(params, overrides: dict):
         for part in path:
             node = node[part]
         node[last] = value
-    return validate_params(raw, f"params.yaml with {BEFORE_COMMIT}'s default")
+    return validate_params(raw, source)
 
 
 def run_before(params, device: torch.device, threads: dict, args) -> dict:

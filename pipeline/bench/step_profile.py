@@ -32,7 +32,7 @@ from ..config import load_params
 from ..loaders.from_params import ssl_loader
 from ..train.distributed import DistInfo
 from ..train.loop import Pretrainer, pick_device
-from .machine import cpu_model
+from .machine import _cycle, cpu_model
 from .train import _NoEval
 
 KINDS = (("convolution", ("convolution",)), ("gemm", ("aten::mm", "aten::addmm", "aten::bmm")),
@@ -78,19 +78,14 @@ def profile(params, loader, device: torch.device, steps: int, warmup: int, profi
     trainer.scaler.step = _Timed(trainer.scaler.step, seconds, "optimizer")
     trainer.model.update_target = _Timed(trainer.model.update_target, seconds, "ema")
     sums = {"loss": 0.0, "n": 0}
-    batches = iter(loader)
-    batch = None
+    batches = _cycle(loader)  # epoch after epoch, as fit runs them
     images = 0
     for i in range(warmup + steps):
         if i == warmup:
             seconds.clear()
             images, wall_start = 0, time.perf_counter()
         start = time.perf_counter()
-        try:
-            batch = next(batches)
-        except StopIteration:
-            batches = iter(loader)
-            batch = next(batches)
+        batch = next(batches)
         seconds["next"] += time.perf_counter() - start
         start = time.perf_counter()
         trainer._step(batch, i, sums)
