@@ -18,8 +18,11 @@ lock:             ## re-resolve uv.lock from pyproject.toml (LOCK_ARGS=--upgrade
 repro: setup      ## set up, then run the whole pipeline on the embedded default dataset
 	dvc repro
 
+# Two pytest-xdist workers, one file each at a time (a module's tests share its project copy, in order);
+# the built small project is shared between them (tests/conftest.py). TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: setup       ## set up, then run the default test suite (what CI runs): slow end-to-end tests included
-	python -m pytest -m "not gpu and not extended" $(PYTEST_ARGS)
+	OMP_WAIT_POLICY=PASSIVE python -m pytest -m "not gpu and not extended" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-all: setup   ## everything except GPU tests: slow and extended ones included
 	python -m pytest -m "not gpu" -o addopts="" --timeout=3600

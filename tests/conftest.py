@@ -1,18 +1,39 @@
 """Shared by every test folder: tests/ on sys.path (for small_project.py) and the built small project."""
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 sys.path.insert(0, str(Path(__file__).parent))
+# Two xdist workers share 2 cores: OpenMP threads that spin while waiting would steal the other's core
+# (read by libgomp when torch loads, so before any test module imports it; stage subprocesses inherit it).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from small_project import make_small_project  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def built_small_project(tmp_path_factory) -> Path:
-    """A small fresh copy of the project after `dvc repro`, built once per session; modules take copies
-    (`small_project.copy_project`) so that none of them sees another's experiments or damage."""
-    return make_small_project(tmp_path_factory.mktemp("template") / "project")
+def built_small_project(tmp_path_factory, worker_id) -> Path:
+    """A small fresh copy of the project after `dvc repro`, built once per test run; modules take copies
+    (`small_project.copy_project`) so that none of them sees another's experiments or damage.
+
+    Under pytest-xdist (`-n 2`) every worker is its own session: the first one to ask builds the project in
+    the run's shared temporary folder while the others wait on a file lock, so it is built once per run,
+    not once per worker. A build that failed leaves no marker, and the next worker tries again.
+    """
+    if worker_id == "master":
+        return make_small_project(tmp_path_factory.mktemp("template") / "project")
+    shared = tmp_path_factory.getbasetemp().parent  # pytest-of-<user>/pytest-N, common to the run's workers
+    root, built = shared / "small_project", shared / "small_project.built"
+    with FileLock(str(shared / "small_project.lock")):
+        if not built.exists():
+            shutil.rmtree(root, ignore_errors=True)  # what a failed build left
+            root.mkdir()
+            make_small_project(root)
+            built.touch()
+    return root
