@@ -19,10 +19,11 @@ repro: setup      ## set up, then run the whole pipeline on the embedded default
 	dvc repro
 
 # Two pytest-xdist workers, one file each at a time (a module's tests share its project copy, in order);
-# the built small project is shared between them (tests/conftest.py). TEST_WORKERS=0 runs in one process.
+# the built small project is shared between them, OpenMP waits passively (tests/conftest.py).
+# TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
 test: setup       ## set up, then run the default test suite (what CI runs): slow end-to-end tests included
-	OMP_WAIT_POLICY=PASSIVE python -m pytest -m "not gpu and not extended" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	python -m pytest -m "not gpu and not extended" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-all: setup   ## everything except GPU tests: slow and extended ones included
 	python -m pytest -m "not gpu" -o addopts="" --timeout=3600

@@ -26,9 +26,8 @@ def built_small_project(tmp_path_factory, worker_id) -> Path:
     the run's shared temporary folder while the others wait on a file lock, so it is built once per run,
     not once per worker. A build that failed leaves no marker, and the next worker tries again.
     """
-    if worker_id == "master":
-        return make_small_project(tmp_path_factory.mktemp("template") / "project")
-    shared = tmp_path_factory.getbasetemp().parent  # pytest-of-<user>/pytest-N, common to the run's workers
+    base = tmp_path_factory.getbasetemp()  # a worker's own folder inside the run's pytest-N folder
+    shared = base if worker_id == "master" else base.parent  # without xdist: this run's pytest-N itself
     root, built = shared / "small_project", shared / "small_project.built"
     with FileLock(str(shared / "small_project.lock")):
         if not built.exists():
