@@ -134,13 +134,15 @@ class ConvertLoader(Strict):
     os_cache: bool
     batches_ahead: int = Field(ge=1, le=16)
     crop_scale: tuple[float, float]
+    local_crop_scale: tuple[float, float]  # multi-crop's small views (train.local_views)
     eval_crop_ratio: float = Field(gt=0, le=1)
 
     @model_validator(mode="after")
     def _scale(self):
-        lo, hi = self.crop_scale
-        if not 0 < lo <= hi <= 1:
-            raise ValueError(f"convert.loader.crop_scale = {list(self.crop_scale)}: expected 0 < low <= high <= 1")
+        for key in ("crop_scale", "local_crop_scale"):
+            lo, hi = getattr(self, key)
+            if not 0 < lo <= hi <= 1:
+                raise ValueError(f"convert.loader.{key} = {list(getattr(self, key))}: expected 0 < low <= high <= 1")
         return self
 
 
@@ -192,6 +194,8 @@ class Train(Strict):
     batch_size: int = Field(ge=2)
     accumulate: int = PositiveInt
     image_size: int = Field(ge=16, le=1024)
+    local_views: int = Field(ge=0, le=16)  # multi-crop: small views per image next to the two (0: none)
+    local_image_size: int = Field(ge=8, le=1024)
     optimizer: Literal["lars", "sgd", "adamw"]
     lr: float = Field(gt=0)
     weight_decay: float = Field(ge=0)

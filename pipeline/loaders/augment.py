@@ -49,6 +49,7 @@ class ViewSpec:
 
 
 BYOL_VIEWS = (ViewSpec(blur_p=1.0, solarize_p=0.0), ViewSpec(blur_p=0.1, solarize_p=0.2))
+LOCAL_VIEW = ViewSpec(blur_p=0.5, solarize_p=0.0)  # multi-crop's small views, as DINO's local crops
 
 # Jitter operations by index: the `order` and `factors` columns of Applied use this numbering.
 JITTER_OPS: tuple[Callable, ...] = (colour.brightness, colour.contrast, colour.saturation, colour.hue)
@@ -158,18 +159,42 @@ def _where(x: torch.Tensor, mask: torch.Tensor, fn: Callable) -> torch.Tensor:
 
 
 class TwoViewAugment(nn.Module):
-    """BYOL's asymmetric pair: view 1 and view 2 augmentations, then ImageNet normalisation.
+    """BYOL's asymmetric pair: view 1 and view 2 augmentations, then ImageNet normalisation; with
+    `local_views`, as many multi-crop small views, each augmented as `local` (DINO's local crops).
 
-    Seeds of the two views are derived from `seed` (and the DDP rank, so ranks draw different streams).
+    Seeds of the views are derived from `seed` (and the DDP rank, so ranks draw different streams); every
+    view has its own generator, so adding local views leaves the two views' draws unchanged.
     """
 
     def __init__(self, seed: int = 0, rank: int = 0, views: tuple[ViewSpec, ViewSpec] = BYOL_VIEWS,
-                 blur_kernel: int | None = None, normalize: bool = True):
+                 blur_kernel: int | None = None, normalize: bool = True, local_views: int = 0,
+                 local: ViewSpec = LOCAL_VIEW):
         super().__init__()
         base = (int(seed) * 1_000_003 + int(rank) * 7919) & 0x7FFFFFFF
         self.view1 = ViewAugment(views[0], seed=base * 2 + 1, blur_kernel=blur_kernel)
         self.view2 = ViewAugment(views[1], seed=base * 2 + 2, blur_kernel=blur_kernel)
+        # Odd multiples of a large prime: streams apart from every (seed, rank)'s view 1 and view 2 seeds.
+        self.local = nn.ModuleList(ViewAugment(local, seed=(base * 2 + 1) * 1_000_033 + 2 * i + 3)
+                                   for i in range(local_views))
         self.normalize = Normalize() if normalize else nn.Identity()
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.normalize(self.view1(x1)), self.normalize(self.view2(x2))
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, *local: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if len(local) != len(self.local):
+            raise ValueError(f"got {len(local)} local view(s), this augmentation has {len(self.local)}")
+        out = (self.normalize(self.view1(x1)), self.normalize(self.view2(x2)))
+        return out + tuple(self.normalize(aug(x)) for aug, x in zip(self.local, local))
+
+    def generator_states(self) -> dict[str, torch.Tensor]:
+        """Every view's generator state by name (view1, view2, local0, ...): checkpoints replay them."""
+        states = {"view1": self.view1.generator.get_state(), "view2": self.view2.generator.get_state()}
+        states.update({f"local{i}": aug.generator.get_state() for i, aug in enumerate(self.local)})
+        return states
+
+    def set_generator_states(self, states: dict[str, torch.Tensor]) -> None:
+        want = set(self.generator_states())
+        if set(states) != want:
+            raise ValueError(f"augmentation state for views {sorted(states)}, this loader has {sorted(want)}")
+        self.view1.generator.set_state(states["view1"].cpu())
+        self.view2.generator.set_state(states["view2"].cpu())
+        for i, aug in enumerate(self.local):
+            aug.generator.set_state(states[f"local{i}"].cpu())

@@ -6,9 +6,11 @@ with them. Here every random number is a counter-based hash (splitmix64) of (see
 ids, the sample id, the view, a counter): the same whatever thread runs it. The batch's ids enter the key
 so that an image gets new crops every epoch (random orders are seeded by ffcv with seed + epoch).
 
-`RandomCropsDecoder` decodes each JPEG once and cuts `views` crops from it, output [B, views, H, W, 3]
-uint8; crop sampling follows torchvision's RandomResizedCrop (10 tries, then a centre crop), the resize
-is ffcv's (OpenCV INTER_AREA; BYOL used bicubic).
+`MultiCropDecoder` decodes each JPEG once and cuts every view of several crop groups from it (multi-crop,
+EMP-SSL patches), each group at its own size and scale range; `RandomCropsDecoder` is its one-group case
+(`views` crops of one size, output [B, views, H, W, 3] uint8). Crop sampling follows torchvision's
+RandomResizedCrop (10 tries, then a centre crop), the resize is ffcv's (OpenCV INTER_AREA; BYOL used
+bicubic).
 
 `BicubicResizeDecoder` resizes the whole image with PIL's BICUBIC filter (what torchvision's
 Resize(..., BICUBIC) does to a PIL image: a = -0.5, widened when downscaling, 8-bit fixed point), the
@@ -17,7 +19,7 @@ SYSU-30k evaluation protocol's preprocessing; ffcv's own resize is OpenCV INTER_
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable, Tuple
+from typing import Callable, NamedTuple, Tuple
 
 import numpy as np
 from numba import njit
@@ -103,28 +105,60 @@ def flip_in_place(image):
                 image[r, w - 1 - c, k] = tmp
 
 
-class RandomCropsDecoder(SimpleRGBImageDecoder):
-    """Decode an RGBImageField once, output `views` random-resized crops (each flipped with flip_p).
+class CropGroup(NamedTuple):
+    """`views` random-resized crops of one size: (height, width) output, scale and ratio as torchvision's
+    RandomResizedCrop (ratio is width / height of the crop before it is resized)."""
+    views: int
+    height: int
+    width: int
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
 
-    output_size: (height, width); scale and ratio as torchvision's RandomResizedCrop. Subclasses ffcv's
-    SimpleRGBImageDecoder only so that ffcv recognises it as the field's decoder (and not a transform).
+    @property
+    def view_bytes(self) -> int:
+        return self.height * self.width * 3
+
+
+def check_groups(groups) -> tuple[CropGroup, ...]:
+    """The groups as CropGroups, or a ValueError that names the bad group and value."""
+    groups = tuple(CropGroup(*g) for g in groups)
+    if not groups:
+        raise ValueError("expected at least one crop group")
+    for i, g in enumerate(groups):
+        if g.views < 1:
+            raise ValueError(f"crop group {i}: views = {g.views}, expected at least 1")
+        if min(g.height, g.width) < 1:
+            raise ValueError(f"crop group {i}: size {g.height} x {g.width}, expected positive sides")
+        if not 0 < g.scale[0] <= g.scale[1] <= 1:
+            raise ValueError(f"crop group {i}: scale = {tuple(g.scale)}, expected 0 < low <= high <= 1")
+        if not 0 < g.ratio[0] <= g.ratio[1]:
+            raise ValueError(f"crop group {i}: ratio = {tuple(g.ratio)}, expected 0 < low <= high")
+    return groups
+
+
+class MultiCropDecoder(SimpleRGBImageDecoder):
+    """Decode an RGBImageField once and cut every view of every crop group from it (multi-crop: e.g. 2 views
+    at 32 px with scale (0.25, 1) and 6 at 16 px with scale (0.05, 0.25); EMP-SSL: n equal patches).
+
+    Output [B, total_bytes] uint8: for each group in order, its views one after the other, each an
+    [height, width, 3] image (`split_views` cuts a batch back into per-view tensors). View v (counted over
+    all groups) draws from the stream view_key(batch, sample, v), so the first group's crops are those of a
+    `RandomCropsDecoder` with the same seed, whatever groups follow. Subclasses ffcv's SimpleRGBImageDecoder
+    only so that ffcv recognises it as the field's decoder (and not a transform).
     """
 
-    def __init__(self, output_size: tuple[int, int], views: int = 2, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
-                 flip_p: float = 0.5, seed: int = 0):
+    def __init__(self, groups, flip_p: float = 0.5, seed: int = 0):
         super().__init__()
-        if views < 1:
-            raise ValueError(f"views = {views}: expected at least 1")
-        if not 0 < scale[0] <= scale[1] <= 1:
-            raise ValueError(f"scale = {scale}: expected 0 < low <= high <= 1")
-        self.output_size = (int(output_size[0]), int(output_size[1]))
-        self.views, self.scale, self.ratio = views, tuple(scale), tuple(ratio)
+        self.groups = check_groups(groups)
         self.flip_p, self.seed = float(flip_p), int(seed) & 0xFFFFFFFFFFFFFFFF
+
+    def output_shape(self) -> tuple[int, ...]:
+        return (sum(g.views * g.view_bytes for g in self.groups),)
 
     def declare_state_and_memory(self, previous_state: State) -> Tuple[State, AllocationQuery]:
         max_w = np.uint64(self.metadata["width"].max())
         max_h = np.uint64(self.metadata["height"].max())
-        shape = (self.views, *self.output_size, 3)
+        shape = self.output_shape()
         u8 = np.dtype("<u1")
         return (replace(previous_state, jit_mode=True, shape=shape, dtype=u8),
                 (AllocationQuery(shape, u8), AllocationQuery((max_h * max_w * np.uint64(3),), u8)))
@@ -134,9 +168,16 @@ class RandomCropsDecoder(SimpleRGBImageDecoder):
         my_range = Compiler.get_iterator()
         imdecode_c = Compiler.compile(imdecode)
         resize_crop_c = Compiler.compile(resize_crop)
-        views, seed, flip_p = self.views, np.uint64(self.seed), self.flip_p
-        s_lo, s_hi = float(self.scale[0]), float(self.scale[1])
-        r_lo, r_hi = float(np.log(self.ratio[0])), float(np.log(self.ratio[1]))
+        seed, flip_p, groups = np.uint64(self.seed), self.flip_p, self.groups
+        n_groups = len(groups)
+        counts = np.array([g.views for g in groups], np.int64)
+        heights = np.array([g.height for g in groups], np.int64)
+        widths = np.array([g.width for g in groups], np.int64)
+        offsets = np.cumsum([0] + [g.views * g.view_bytes for g in groups])[:-1].astype(np.int64)
+        s_lo = np.array([g.scale[0] for g in groups], np.float64)
+        s_hi = np.array([g.scale[1] for g in groups], np.float64)
+        r_lo = np.log(np.array([g.ratio[0] for g in groups], np.float64))
+        r_hi = np.log(np.array([g.ratio[1] for g in groups], np.float64))
 
         def decode(batch_indices, my_storage, metadata, storage_state):
             destination, temp_storage = my_storage
@@ -152,17 +193,55 @@ class RandomCropsDecoder(SimpleRGBImageDecoder):
                     image = temp.reshape(-1)[: 3 * height * width].reshape(height, width, 3)
                 else:
                     image = image_data.reshape(height, width, 3)
-                for v in range(views):
-                    key = view_key(bkey, source_ix, v)
-                    top, left, h, w = random_crop(height, width, s_lo, s_hi, r_lo, r_hi, key)
-                    out = destination[dst_ix, v]
-                    resize_crop_c(image, top, top + h, left, left + w, out)
-                    if uniform(key, 64) < flip_p:
-                        flip_in_place(out)
+                flat = destination[dst_ix].reshape(-1)
+                v = 0
+                for g in range(n_groups):
+                    size = heights[g] * widths[g] * 3
+                    for i in range(counts[g]):
+                        key = view_key(bkey, source_ix, v)
+                        top, left, h, w = random_crop(height, width, s_lo[g], s_hi[g], r_lo[g], r_hi[g], key)
+                        start = offsets[g] + i * size
+                        out = flat[start: start + size].reshape(heights[g], widths[g], 3)
+                        resize_crop_c(image, top, top + h, left, left + w, out)
+                        if uniform(key, 64) < flip_p:
+                            flip_in_place(out)
+                        v += 1
             return destination[: len(batch_indices)]
 
         decode.is_parallel = True
         return decode
+
+
+def split_views(batch, groups) -> list:
+    """A MultiCropDecoder batch [B, total_bytes] -> one [B, height, width, 3] array or tensor per view,
+    in the decoder's order (views that share nothing with the batch buffer only by slicing: no copy)."""
+    out, start = [], 0
+    for g in groups:
+        for _ in range(g.views):
+            out.append(batch[:, start: start + g.view_bytes].reshape(-1, g.height, g.width, 3))
+            start += g.view_bytes
+    return out
+
+
+class RandomCropsDecoder(MultiCropDecoder):
+    """`views` random-resized crops of one size (each flipped with flip_p), output [B, views, H, W, 3]:
+    a MultiCropDecoder with a single group, whose buffer has the same layout as the flat one.
+
+    output_size: (height, width); scale and ratio as torchvision's RandomResizedCrop.
+    """
+
+    def __init__(self, output_size: tuple[int, int], views: int = 2, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+                 flip_p: float = 0.5, seed: int = 0):
+        if views < 1:
+            raise ValueError(f"views = {views}: expected at least 1")
+        if not 0 < scale[0] <= scale[1] <= 1:
+            raise ValueError(f"scale = {scale}: expected 0 < low <= high <= 1")
+        self.output_size = (int(output_size[0]), int(output_size[1]))
+        super().__init__([CropGroup(views, *self.output_size, tuple(scale), tuple(ratio))], flip_p, seed)
+        self.views, self.scale, self.ratio = views, tuple(scale), tuple(ratio)
+
+    def output_shape(self) -> tuple[int, ...]:
+        return (self.views, *self.output_size, 3)
 
 
 _PRECISION_BITS = 22  # PIL's fixed-point coefficients for 8-bit images (Resample.c: 32 - 8 - 2)

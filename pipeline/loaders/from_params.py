@@ -35,7 +35,9 @@ def ssl_loader(params, name: str = "classification_train", *, device="cpu", dist
     e = expectations(params, name, beton_dir, manifest_dir)
     kwargs = {**_common(params), "batch_size": params.train.batch_size, "image_size": params.train.image_size,
               "seed": params.seed, "order": params.convert.loader.order,
-              "crop_scale": tuple(params.convert.loader.crop_scale), **overrides}
+              "crop_scale": tuple(params.convert.loader.crop_scale), "local_views": params.train.local_views,
+              "local_size": params.train.local_image_size,
+              "local_crop_scale": tuple(params.convert.loader.local_crop_scale), **overrides}
     return SSLLoader(e["beton"], device=device, distributed=distributed, manifest=e["manifest"],
                      settings=e["settings"], **kwargs)
 

@@ -1,11 +1,15 @@
-"""The two-view self-supervised loader: a .beton -> (view 1, view 2, label) batches, augmented on the device.
+"""The self-supervised loader: a .beton -> (view 1, view 2, label[, local views]) batches, augmented on the device.
 
-On the loader's CPU threads (numba): decode each image once, cut two random-resized crops, flip each
-with p = 0.5 (`RandomCropsDecoder`, reproducible for a seed). On the device, in torch: uint8 -> float,
-BYOL's colour jitter / grayscale / blur / solarize per view (`TwoViewAugment`), ImageNet normalisation.
+On the loader's CPU threads (numba): decode each image once, cut two random-resized crops and, for
+multi-crop, `local_views` smaller ones at their own size and scale range, flip each with p = 0.5
+(`MultiCropDecoder`, reproducible for a seed). On the device, in torch: uint8 -> float, BYOL's colour
+jitter / grayscale / blur / solarize per view (`TwoViewAugment`, local views as DINO's: blur p = 0.5),
+ImageNet normalisation.
 
     loader = SSLLoader("data/beton/classification_train.beton", batch_size=128, image_size=32, seed=0)
     for view1, view2, label in loader: ...   # float32 [B, 3, S, S] each, label int64 [B]
+    loader = SSLLoader(..., local_views=4, local_size=16)
+    for view1, view2, label, local in loader: ...   # local: 4 x float32 [B, 3, 16, 16]
 
 Under DDP (`distributed=True`, after `torch.distributed.init_process_group`) ffcv gives each rank its
 own shard of every epoch's permutation (DistributedSampler semantics); `rank` and `world_size` say which.
@@ -18,7 +22,7 @@ from typing import Iterator, NamedTuple
 import torch
 
 from .augment import TwoViewAugment
-from .decoders import RandomCropsDecoder
+from .decoders import CropGroup, MultiCropDecoder, split_views
 from .ffcv_common import check_device, dist_info, int_pipeline, make_loader, order_option, torch_threads_for
 
 
@@ -26,6 +30,14 @@ class SSLBatch(NamedTuple):
     view1: torch.Tensor  # float32 [B, 3, S, S], normalised
     view2: torch.Tensor
     label: torch.Tensor  # int64 [B] (never used by the self-supervised loss; kept for kNN monitoring)
+
+
+class MultiCropBatch(NamedTuple):
+    """An SSLBatch and multi-crop's small views (what the loader yields when it has local views)."""
+    view1: torch.Tensor
+    view2: torch.Tensor
+    label: torch.Tensor
+    local: tuple[torch.Tensor, ...]  # float32 [B, 3, s, s] each
 
 
 class SSLLoader:
@@ -46,6 +58,8 @@ class SSLLoader:
                  os_cache: bool = True, distributed: bool = False, drop_last: bool = True,
                  crop_scale: tuple[float, float] = (0.08, 1.0), batches_ahead: int = 3,
                  torch_threads: int | None = None, blur_kernel: int | None = None,
+                 local_views: int = 0, local_size: int | tuple[int, int] | None = None,
+                 local_crop_scale: tuple[float, float] = (0.05, 0.25),
                  manifest: Path | None = None, settings: dict | None = None):
         self.beton = Path(beton)  # what the data is: the training fingerprint hashes its sidecar
         self.device = check_device(device)
@@ -53,17 +67,25 @@ class SSLLoader:
         self.batch_size, self.image_size = batch_size, image_size
         self.torch_threads = torch_threads_for(self.device, num_workers, torch_threads)
         # The crop seed mixes in the rank: shards never overlap, but be explicit about independence.
-        height, width = (image_size, image_size) if isinstance(image_size, int) else map(int, image_size)
+        height, width = _side_pair(image_size)
         aspect = width / height  # 1 for square views: torchvision's default ratio range, as before
-        decoder = RandomCropsDecoder((height, width), views=2, scale=tuple(crop_scale),
-                                     ratio=(3 / 4 * aspect, 4 / 3 * aspect), seed=seed * 1_000_003 + self.rank)
+        ratio = (3 / 4 * aspect, 4 / 3 * aspect)
+        if local_views < 0:
+            raise ValueError(f"local_views = {local_views}: expected 0 (no multi-crop) or more")
+        self.groups = [CropGroup(2, height, width, tuple(crop_scale), ratio)]
+        if local_views:
+            if local_size is None:
+                raise ValueError(f"local_views = {local_views} needs local_size (the small views' side)")
+            self.groups.append(CropGroup(local_views, *_side_pair(local_size), tuple(local_crop_scale), ratio))
+        decoder = MultiCropDecoder(self.groups, seed=seed * 1_000_003 + self.rank)
         self.loader = make_loader(beton, batch_size=batch_size, num_workers=num_workers,
                                   order=order_option(order, distributed), os_cache=os_cache,
                                   distributed=distributed, seed=seed, drop_last=drop_last, batches_ahead=batches_ahead,
                                   pipelines={"image": [decoder, *self._to_device()],
                                              "label": int_pipeline(self.device)},
                                   keep=("image", "label"), manifest=manifest, settings=settings)
-        self.augment = TwoViewAugment(seed=seed, rank=self.rank, blur_kernel=blur_kernel).to(self.device)
+        self.augment = TwoViewAugment(seed=seed, rank=self.rank, blur_kernel=blur_kernel,
+                                      local_views=local_views).to(self.device)
 
     def _to_device(self) -> list:
         from ffcv.transforms import ToDevice, ToTensor
@@ -82,18 +104,22 @@ class SSLLoader:
 
     def augment_state(self) -> dict[str, torch.Tensor]:
         """The colour-augmentation generators' states (for checkpoints: a resumed run replays them)."""
-        return {"view1": self.augment.view1.generator.get_state(), "view2": self.augment.view2.generator.get_state()}
+        return self.augment.generator_states()
 
     def set_augment_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.augment.view1.generator.set_state(state["view1"].cpu())
-        self.augment.view2.generator.set_state(state["view2"].cpu())
+        self.augment.set_generator_states(state)
 
     def __iter__(self) -> Iterator[SSLBatch]:
         for crops, label in self.loader:
             if self.torch_threads:  # see torch_threads_for: ffcv resets it at each epoch start
                 torch.set_num_threads(self.torch_threads)
-            # crops: uint8 [B, 2, S, S, 3] (channels last, from the decoder) -> two [B, 3, S, S] views
-            crops = crops.permute(1, 0, 4, 2, 3)
-            view1, view2 = self.augment(crops[0], crops[1])
+            # crops: uint8 [B, bytes] from the decoder -> per view [B, H, W, 3] (channels last) -> [B, 3, H, W]
+            views = [v.permute(0, 3, 1, 2) for v in split_views(crops, self.groups)]
+            view1, view2, *local = self.augment(*views)
             # ffcv reuses its output buffers for later batches: copy the labels out.
-            yield SSLBatch(view1, view2, label.view(-1).to(torch.int64, copy=True))
+            label = label.view(-1).to(torch.int64, copy=True)
+            yield MultiCropBatch(view1, view2, label, tuple(local)) if local else SSLBatch(view1, view2, label)
+
+
+def _side_pair(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (int(size), int(size)) if isinstance(size, int) else tuple(map(int, size))

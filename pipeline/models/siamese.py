@@ -45,12 +45,23 @@ class SiameseModel(nn.Module):
         """[B,3,H,W] -> target projection [B, projector_out] (no gradient)."""
         return self.target_projector(self.target_backbone(x))
 
-    def forward(self, view1: torch.Tensor, view2: torch.Tensor, loss_fn, **loss_kwargs):
-        """Symmetrised loss: loss(p1, z2) + loss(p2, z1). Returns (total, parts, (p1, z2))."""
+    def forward(self, view1: torch.Tensor, view2: torch.Tensor, loss_fn, local: tuple[torch.Tensor, ...] = (),
+                **loss_kwargs):
+        """Symmetrised loss: loss(p1, z2) + loss(p2, z1). Returns (total, parts, (p1, z2)).
+
+        Multi-crop: each of the `local` small views (one online pass for all of them) is also compared with
+        both views' target projections (the target sees the two large views only, as in SwAV and DINO), and
+        the sum over the 2 + 2m pairs is rescaled to the two-view loss's two terms.
+        """
         p1, p2 = self.online(view1), self.online(view2)
         z1, z2 = self.target(view1), self.target(view2)
         l12, l21 = loss_fn(p1, z2, **loss_kwargs), loss_fn(p2, z1, **loss_kwargs)
-        return l12 + l21, (l12.detach(), l21.detach()), (p1.detach(), z2)
+        total = l12 + l21
+        if local:
+            for p in self.online(torch.cat(local)).chunk(len(local)):
+                total = total + loss_fn(p, z1, **loss_kwargs) + loss_fn(p, z2, **loss_kwargs)
+            total = total * (2.0 / (2 + 2 * len(local)))
+        return total, (l12.detach(), l21.detach()), (p1.detach(), z2)
 
     @torch.no_grad()
     def update_target(self, momentum: float) -> None:

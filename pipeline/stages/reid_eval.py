@@ -132,7 +132,7 @@ def adapt(params, backbones: dict[str, torch.nn.Module], device: torch.device, t
     """Every backbone adapted on sysu_train with one loader replayed for each; (backbones, protocol entry)."""
     cfg = params.eval.reid
     loader = ssl_loader(params, "sysu_train", device=device, batch_size=cfg.adapt_batch_size,
-                        image_size=(cfg.adapt_height, cfg.adapt_width), **threads)
+                        image_size=(cfg.adapt_height, cfg.adapt_width), local_views=0, **threads)  # no multi-crop
     adapted, results = {}, {}
     for name, backbone in backbones.items():
         try:

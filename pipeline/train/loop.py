@@ -160,17 +160,17 @@ class Pretrainer:
     # --- training ------------------------------------------------------------------------------------
     def _step(self, batch, micro: int, sums: dict) -> None:
         t = self.p.train
-        view1, view2, labels = batch
+        view1, view2, labels, *rest = batch  # rest: the SSLBatch's multi-crop views, if any
+        local = tuple(rest[0]) if rest else ()
         if t.channels_last:
-            view1 = view1.contiguous(memory_format=torch.channels_last)
-            view2 = view2.contiguous(memory_format=torch.channels_last)
+            view1, view2, *local = (v.contiguous(memory_format=torch.channels_last) for v in (view1, view2, *local))
         if t.random_resolution:
             view1 = random_resize(view1, 96 / 224, 1.0, self.resize_gen)
             view2 = random_resize(view2, 128 / 224, 1.0, self.resize_gen)
         last_micro = (micro + 1) % t.accumulate == 0
         sync = self.ddp.no_sync() if (self.dist.enabled and not last_micro) else nullcontext()
         with sync, autocast_for(self.device, t.precision):
-            loss, parts, stats = self._forward(view1, view2, labels)
+            loss, parts, stats = self._forward(view1, view2, labels, tuple(local))
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"step {self.state.step}: loss = {loss.item()} (view1->view2 = {parts[0].item():.4g}, "
@@ -193,12 +193,12 @@ class Pretrainer:
             self.state.step += 1
             sums["lr"], sums["ema"] = lr, momentum
 
-    def _forward(self, view1, view2, labels):
+    def _forward(self, view1, view2, labels, local=()):
         """Symmetrised loss through DDP; false-negative rates of the selected ranks when labels exist."""
         if self.p.loss.name != "truncated_triplet":
             # No deputy negative to audit, but the hardest-negative rate (same definition as the triplet's
             # fn_hardest, view 1 -> view 2, local batch) makes the diagnostic comparable across losses.
-            loss, parts, (p1, z2) = self.ddp(view1, view2, self.loss_fn)
+            loss, parts, (p1, z2) = self.ddp(view1, view2, self.loss_fn, local=local)
             return loss, parts, {"fn_hardest": hardest_false_negative_rate(p1, z2, labels.to(p1.device)).item()}
         gather = self.p.loss.gather_negatives and self.dist.enabled
         captured = {}
@@ -213,7 +213,7 @@ class Pretrainer:
             value, captured["stats"] = self.loss_fn(online, target, return_stats=True, **kwargs)
             return value
 
-        loss, parts, _ = self.ddp(view1, view2, loss_fn)
+        loss, parts, _ = self.ddp(view1, view2, loss_fn, local=local)
         labels = labels.to(view1.device)
         rates = false_negative_rates(captured["stats"], labels, dist_utils.all_gather_cat(labels) if gather else None)
         return loss, parts, {"fn_selected": rates["selected"].item(), "fn_hardest": rates["hardest"].item()}

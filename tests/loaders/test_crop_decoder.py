@@ -50,3 +50,19 @@ def test_decoder_arguments_are_checked():
         RandomCropsDecoder((8, 8), views=0)
     with pytest.raises(ValueError, match="scale"):
         RandomCropsDecoder((8, 8), scale=(0.5, 0.2))
+
+
+def test_crop_groups_are_checked_naming_the_group():
+    from pipeline.loaders.decoders import MultiCropDecoder, split_views
+
+    with pytest.raises(ValueError, match="crop group 1: scale"):
+        MultiCropDecoder([(2, 32, 32, (0.25, 1.0)), (4, 16, 16, (0.3, 0.2))])
+    with pytest.raises(ValueError, match="crop group 0: views = 0"):
+        MultiCropDecoder([(0, 32, 32)])
+    decoder = MultiCropDecoder([(2, 4, 4), (3, 2, 2)])
+    assert decoder.output_shape() == (2 * 48 + 3 * 12,)
+    # split_views cuts a flat batch back into views, in order, without copying.
+    flat = np.arange(5 * decoder.output_shape()[0]).reshape(5, -1)
+    views = split_views(flat, decoder.groups)
+    assert [v.shape for v in views] == [(5, 4, 4, 3)] * 2 + [(5, 2, 2, 3)] * 3
+    assert views[1][0, 0, 0, 0] == 48 and views[2][0, 0, 0, 0] == 96 and np.shares_memory(views[4], flat)

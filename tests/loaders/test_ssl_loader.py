@@ -105,3 +105,29 @@ def test_portrait_views_for_the_reid_adaptation(tiny):
     for v1, v2, label in batches:
         assert v1.shape == v2.shape == (3, 3, 16, 8) and label.shape == (3,)
         assert not torch.allclose(v1, v2)
+
+
+def test_multi_crop_adds_small_views_and_leaves_the_two_views_as_they_were(tiny, seeded):
+    # Local views come from the same decode: the two views must be bit-identical to a two-view loader's
+    # with the same seed (so multi-crop changes nothing but what it adds), the small ones at their size.
+    multi = SSLLoader(tiny.train, batch_size=8, image_size=16, seed=0, num_workers=2, local_views=3, local_size=8,
+                      local_crop_scale=(0.05, 0.3))
+    two_view = seeded[1][0]  # epoch 0 of the seed-0 two-view loader
+    batches = [(b.view1.clone(), b.view2.clone(), b.label.clone(), tuple(v.clone() for v in b.local)) for b in multi]
+    assert len(batches) == len(two_view) == 4
+    for (v1, v2, label, local), (w1, w2, wl) in zip(batches, two_view):
+        assert torch.equal(v1, w1) and torch.equal(v2, w2) and torch.equal(label, wl)
+        assert len(local) == 3 and all(v.shape == (8, 3, 8, 8) and v.dtype == torch.float32 for v in local)
+        assert not torch.allclose(local[0], local[1]) and not torch.allclose(local[1], local[2])
+    # The local views' colour augmentation has its own generators, saved and replayed like the two views'.
+    state = multi.augment_state()
+    assert sorted(state) == ["local0", "local1", "local2", "view1", "view2"]
+    multi.set_epoch(0)
+    first = next(iter(multi)).local[0].clone()
+    multi.set_augment_state(state)
+    multi.set_epoch(0)
+    assert torch.equal(next(iter(multi)).local[0], first)
+    with pytest.raises(ValueError, match="local0"):
+        multi.set_augment_state({"view1": state["view1"], "view2": state["view2"]})
+    with pytest.raises(ValueError, match="local_size"):
+        SSLLoader(tiny.train, batch_size=8, image_size=16, local_views=2)

@@ -78,6 +78,26 @@ def test_symmetrised_forward_gives_gradient_to_online_only():
     assert all(p.grad is None for p in model.target_parameters())
 
 
+def test_multi_crop_forward_averages_every_small_view_against_both_targets():
+    # Literal multi-crop loss: the two-view terms plus, for each small view, its prediction against both
+    # large views' target projections, averaged over the 2 + 2m pairs and scaled back to two terms.
+    torch.manual_seed(0)
+    model = SiameseModel("resnet18", "imagenet", 32, 16, 32).eval()  # eval: BN does not mix the views
+    x1, x2 = torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)
+    small = (torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16))
+    loss_fn = lambda p, z: (p - z).pow(2).sum(dim=1).mean()  # noqa: E731
+    loss, parts, _ = model(x1, x2, loss_fn, local=small)
+    z1, z2 = model.target(x1), model.target(x2)
+    pairs = [loss_fn(model.online(x1), z2), loss_fn(model.online(x2), z1)]
+    pairs += [loss_fn(model.online(v), z) for v in small for z in (z1, z2)]
+    assert torch.allclose(loss, 2 * torch.stack(pairs).mean(), rtol=1e-5)
+    assert torch.allclose(parts[0], pairs[0]) and torch.allclose(parts[1], pairs[1])
+    loss.backward()
+    assert all(p.grad is None for p in model.target_parameters())
+    two_view, _, _ = model(x1, x2, loss_fn)
+    assert torch.allclose(two_view, pairs[0] + pairs[1])  # no local views: the plain symmetrised loss
+
+
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
 def test_export_loads_into_torchvision_with_only_fc_missing(arch, tmp_path):
     backbone, dim = build_backbone(arch)
