@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from flows import dvc_cli
+from pipeline import dvc_cli
 
 
 def main(argv: list[str] | None = None) -> int:

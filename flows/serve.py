@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     from prefect.client.schemas.schedules import CronSchedule
     from prefect.flows import EntrypointType
 
-    from flows.dvc_cli import project_root
+    from pipeline.dvc_cli import project_root
     from flows.pipeline import check_overrides, ssl_pipeline
     from flows.sweep import ssl_sweep
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 import flows  # noqa: F401  (PREFECT_HOME and analytics defaults, before prefect is imported)
-from flows import dvc_cli
+from pipeline import dvc_cli
 from flows.pipeline import StageError, _failure, check_overrides, run_cli
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact

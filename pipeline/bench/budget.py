@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 from ..config import load_params
-from ..loaders.from_params import classification_eval_loader, ssl_loader
+from ..evaluation.monitor import classification_monitor
+from ..loaders.from_params import ssl_loader
 from ..train.distributed import DistInfo
 from ..train.loop import Pretrainer, pick_device
 from .machine import cpu_model, with_overrides
@@ -63,14 +64,12 @@ def main(argv: list[str]) -> dict:
     threads = {"torch_threads": args.threads} if device.type == "cpu" else {}
     if threads:
         torch.set_num_threads(args.threads)
-    # The pretrain stage's three loaders (pipeline/stages/pretrain.py), as it builds them.
-    loaders = (ssl_loader(params, device=device, **threads),
-               classification_eval_loader(params, "classification_train", device=device, **threads),
-               classification_eval_loader(params, "classification_val", device=device, **threads))
+    # The pretrain stage's loader and monitor (pipeline/stages/pretrain.py), as it builds them.
+    train_loader, monitor = ssl_loader(params, device=device, **threads), classification_monitor(params, device, **threads)
     with tempfile.TemporaryDirectory(prefix="bench-budget-") as scratch:
         out = args.out or Path(scratch)
         out.mkdir(parents=True, exist_ok=True)
-        trainer = Pretrainer(params, out, loaders, DistInfo(), device)
+        trainer = Pretrainer(params, out, train_loader, DistInfo(), device, monitor=monitor)
         start = time.perf_counter()
         state = trainer.fit()
         seconds = time.perf_counter() - start

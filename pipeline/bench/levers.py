@@ -33,7 +33,6 @@ from ..loaders.from_params import ssl_loader
 from ..train.distributed import DistInfo
 from ..train.loop import Pretrainer, pick_device
 from .machine import cpu_model
-from .train import _NoEval
 
 VARIANTS = ("plain", "channels_last", "adamw_foreach", "adamw_fused", "threads_1")
 
@@ -45,7 +44,7 @@ def _say(message: str) -> None:
 def _trainer(params, variant: str, batches: list) -> Pretrainer:
     if variant == "channels_last":
         params = params.model_copy(update={"train": params.train.model_copy(update={"channels_last": True})})
-    trainer = Pretrainer(params, Path(tempfile.gettempdir()) / "bench-levers-unused", (batches, _NoEval(), _NoEval()),
+    trainer = Pretrainer(params, Path(tempfile.gettempdir()) / "bench-levers-unused", batches,
                          DistInfo(), torch.device("cpu"))
     t = params.train
     if variant in ("adamw_foreach", "adamw_fused"):

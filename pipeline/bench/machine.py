@@ -60,7 +60,6 @@ from ..evaluation.detection import build_detector, finetune, resolve_schedule
 from ..evaluation.knn import extract_features
 from ..train.distributed import DistInfo
 from ..train.loop import Pretrainer, pick_device
-from .train import _NoEval
 
 
 def _say(message: str) -> None:
@@ -138,7 +137,7 @@ def pretrain_step(params, loader, device: torch.device, steps: int, warmup: int)
     `loader` is the two-view loader (or any sized iterable of (view1, view2, labels) batches).
     """
     # The checkpoint path the trainer knows about is never written: the benchmark never saves.
-    trainer = Pretrainer(params, Path(tempfile.gettempdir()) / "bench-machine-unused", (loader, _NoEval(), _NoEval()),
+    trainer = Pretrainer(params, Path(tempfile.gettempdir()) / "bench-machine-unused", loader,
                          DistInfo(), device)
     accumulate = params.train.accumulate
     batches, sums = _cycle(loader), {"loss": 0.0, "n": 0}

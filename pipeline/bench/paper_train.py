@@ -28,7 +28,6 @@ from ..config import load_params
 from ..loaders.from_params import ssl_loader
 from ..train.distributed import DistInfo
 from ..train.loop import Pretrainer, pick_device
-from .train import _NoEval
 
 
 def _steps_per_s(trainer: Pretrainer, batches, steps: int, warmup: int, device: torch.device) -> float:
@@ -89,7 +88,7 @@ def main(argv: list[str]) -> dict:
         for (v1, v2), label in tv:
             yield v1.to(device, non_blocking=True), v2.to(device, non_blocking=True), label.to(device)
 
-    trainer = Pretrainer(params, Path(tempfile.mkdtemp(prefix="bench-paper-")), (ffcv, _NoEval(), _NoEval()),
+    trainer = Pretrainer(params, Path(tempfile.mkdtemp(prefix="bench-paper-")), ffcv,
                          DistInfo(), device)
     sources = {"ffcv": _forever(ffcv_epoch), "torchvision": _forever(tv_epoch)}
     rates: dict[str, list[float]] = {name: [] for name in sources}

@@ -33,7 +33,6 @@ from ..loaders.from_params import ssl_loader
 from ..train.distributed import DistInfo
 from ..train.loop import Pretrainer, pick_device
 from .machine import _cycle, cpu_model
-from .train import _NoEval
 
 KINDS = (("convolution", ("convolution",)), ("gemm", ("aten::mm", "aten::addmm", "aten::bmm")),
          ("batch_norm", ("batch_norm",)), ("foreach", ("_foreach",)))
@@ -72,7 +71,7 @@ class _Timed:
 
 def profile(params, loader, device: torch.device, steps: int, warmup: int, profiled_steps: int) -> dict:
     trainer = Pretrainer(params, Path(tempfile.gettempdir()) / "bench-step-profile-unused",
-                         (loader, _NoEval(), _NoEval()), DistInfo(), device)
+                         loader, DistInfo(), device)
     seconds = defaultdict(float)
     loader.augment = _Timed(loader.augment, seconds, "augment")
     trainer.scaler.step = _Timed(trainer.scaler.step, seconds, "optimizer")

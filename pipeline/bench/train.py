@@ -23,13 +23,6 @@ from ..train.distributed import DistInfo
 from ..train.loop import Pretrainer, pick_device
 
 
-class _NoEval:
-    """Stand-in for the kNN loaders: the benchmark times training steps only."""
-
-    def __iter__(self):
-        return iter(())
-
-
 def _time_steps(trainer: Pretrainer, batches, steps: int, warmup: int) -> float:
     sums = {"loss": 0.0, "n": 0}
     it = iter(batches)
@@ -55,7 +48,7 @@ def main(argv: list[str]) -> dict:
         raise SystemExit(f"data/beton/classification_train.beton gives {len(loader)} batches, fewer than the "
                          f"{need} steps asked for: lower --steps")
     # A scratch folder for the checkpoint path the trainer knows about (the benchmark never saves).
-    trainer = Pretrainer(params, Path(tempfile.mkdtemp(prefix="bench-train-")), (loader, _NoEval(), _NoEval()),
+    trainer = Pretrainer(params, Path(tempfile.mkdtemp(prefix="bench-train-")), loader,
                          DistInfo(), device)
     batch = params.train.batch_size
     real = _time_steps(trainer, loader, args.steps, args.warmup)

@@ -69,10 +69,7 @@ def adapt_params(params):
 
 
 class _Adapter(Pretrainer):
-    """The pretraining loop without its classification monitor and checkpoints (see the module docstring)."""
-
-    def monitor(self) -> dict:
-        return {}
+    """The pretraining loop without checkpoints (and, built without one, without a monitor)."""
 
     def save_checkpoint(self) -> None:
         pass
@@ -95,7 +92,7 @@ def adapt_backbone(backbone: nn.Module, params, loader, device: torch.device,
         raise TooFewBatches(f"the adaptation loader gives {len(loader)} batch(es) per epoch, fewer than one optimizer "
                          f"step of {p.train.batch_size} x train.accumulate = {p.train.accumulate} (full batches only)")
     start = loader.augment_state() if hasattr(loader, "augment_state") else None
-    trainer = _Adapter(p, Path("."), (loader, None, None), DistInfo(), device)
+    trainer = _Adapter(p, Path("."), loader, DistInfo(), device)
     weights = export_backbone_state_dict(backbone)
     trainer.model.backbone.load_state_dict(weights)
     trainer.model.target_backbone.load_state_dict(weights)  # the target starts as the online network

@@ -52,6 +52,10 @@ class TruncatedTripletLoss(nn.Module):
         >>> loss = loss + loss_fn(predictor_out_view2, target_projection_view1.detach())
     """
 
+    # It picks its negatives by rank: forward(..., return_stats=True) says which, and the ranks scale with
+    # a gathered pool (the training loop reads this instead of the loss's name).
+    selects_negatives = True
+
     def __init__(self, k: int = 2, k_end: int = 10, variant: str = "smoothed", gamma: float = 2.0,
                  margin: float = 100.0) -> None:
         super().__init__()

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..loaders.from_params import classification_eval_loader, ssl_loader
+from ..evaluation.monitor import classification_monitor
+from ..loaders.from_params import ssl_loader
 from ..train import distributed as dist_utils
 from ..train.checkpoint import atomic_save
 from ..train.loop import Pretrainer, TrainingDiverged, log_to_live, pick_device, summarise
@@ -29,10 +30,8 @@ def main() -> None:
             # On the CPU the model is the cost: torch gets every core (the loaders' default leaves the
             # decoder threads theirs, which halves a 2-core machine's training speed).
             threads = {"torch_threads": os.cpu_count()} if device.type == "cpu" else {}
-            loaders = (ssl_loader(params, device=device, distributed=dist.enabled, **threads),
-                       classification_eval_loader(params, "classification_train", device=device, **threads),
-                       classification_eval_loader(params, "classification_val", device=device, **threads))
-            trainer = Pretrainer(params, OUT, loaders, dist, device)
+            trainer = Pretrainer(params, OUT, ssl_loader(params, device=device, distributed=dist.enabled, **threads),
+                                 dist, device, monitor=classification_monitor(params, device, **threads))
             trainer.resume()
             live = _live(trainer.state.history) if dist.is_main else None
             try:

@@ -183,7 +183,7 @@ def mismatches(params: dict, expect: dict) -> list[str]:
 def recorded_by_baseline(root: Path, rev: str = "HEAD", num: int = 1) -> list[tuple[str, dict[str, dict]]]:
     """[(baseline commit, {name: {"rev", "params", "metrics"}})] for `rev` and the `num` - 1 first-parent
     commits before it, newest first, from `dvc exp show --json` (failed and queued experiments left out)."""
-    from flows import dvc_cli
+    from .. import dvc_cli
 
     shown = dvc_cli.dvc_json(root, "exp", "show", "--json", "--rev", rev, "-n", str(num), "--hide-queued",
                              "--hide-failed")
@@ -231,7 +231,7 @@ def run_study(root: Path, spec: StudySpec, force: bool = False, dry_run: bool = 
     resumes where it stopped); one recorded with other params (another --epochs, say) stops the study
     before anything runs, unless `force` replaces it.
     """
-    from flows import dvc_cli
+    from .. import dvc_cli
 
     _, runs = spec.plan()
     have = recorded(root)

@@ -14,7 +14,7 @@ from typing import Iterable
 PACKAGE = Path(__file__).resolve().parent.parent
 TRAINING_CODE = ("train", "models", "losses", "loaders")
 # Also code of the pretrain stage: its monitor (kNN, linear probe) and the entry point.
-TRAINING_FILES = ("evaluation/knn.py", "evaluation/linear.py", "stages/pretrain.py")
+TRAINING_FILES = ("evaluation/knn.py", "evaluation/linear.py", "evaluation/monitor.py", "stages/pretrain.py")
 
 
 def code_digest(folders=TRAINING_CODE, files=TRAINING_FILES) -> str:

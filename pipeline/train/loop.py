@@ -1,6 +1,7 @@
 """The pretraining loop: two-view batches -> symmetrised loss -> optimizer step -> EMA target update.
 
-One `Pretrainer` owns the model, optimizer, loss, loaders and run state. Epoch ends are the unit of
+One `Pretrainer` owns the model, optimizer, loss, train loader and run state; the figures it logs come
+from the monitor it is given (training imports no evaluation code: docs/architecture.md). Epoch ends are the unit of
 resumption: a checkpoint (model, optimizer, step, RNG and augmentation generator states, history) is
 written atomically every `train.checkpoint_every` epochs, and a killed run restarted with the same
 parameters continues from it and reproduces an uninterrupted run on CPU.
@@ -18,10 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..evaluation.knn import extract_features, knn_top1
-from ..evaluation.linear import fit_on_features
 from ..ffcv_io.sidecar import sidecar_path
-from ..losses import build_loss, false_negative_rates, hardest_false_negative_rate, loss_hyperparameters
+from ..losses import LOSSES, build_loss, false_negative_rates, hardest_false_negative_rate, loss_hyperparameters
 from ..models import SiameseModel, export_backbone_state_dict
 from ..models.siamese import ema_momentum
 from ..progress import show_progress
@@ -76,9 +75,19 @@ def random_resize(x: torch.Tensor, lo: float, hi: float, gen: torch.Generator) -
 
 
 class Pretrainer:
-    def __init__(self, params, out_dir: Path, loaders, dist: dist_utils.DistInfo, device: torch.device):
+    """The pretraining run: `Pretrainer(params, out_dir, train_loader, dist, device, monitor)`, then
+    `resume()` and `fit()`.
+
+    monitor: called with the online backbone before training (the random-init baseline) and after every
+    `train.monitor_every` epochs; returns figures to log (e.g. `evaluation.monitor.KnnLinearMonitor`'s kNN
+    and linear-probe top-1). None: no figures (benchmarks, the SYSU-30k adaptation). It may have
+    `data_files` (the files its figures depend on), which enter the run's fingerprint.
+    """
+
+    def __init__(self, params, out_dir: Path, train_loader, dist: dist_utils.DistInfo, device: torch.device,
+                 monitor=None):
         self.p, self.out, self.dist, self.device = params, Path(out_dir), dist, device
-        self.train_loader, self.knn_bank_loader, self.knn_val_loader = loaders
+        self.train_loader, self._monitor = train_loader, monitor
         t = params.train
         torch.manual_seed(params.seed)  # the same initial weights on every rank (DDP also broadcasts)
         m = params.model
@@ -98,15 +107,15 @@ class Pretrainer:
         self.warmup_steps = int(round(t.warmup_epochs * self.steps_per_epoch))
         self.resize_gen = torch.Generator().manual_seed(params.seed * 7 + dist.rank)
         self.state = RunState()
-        self.fingerprint = run_fingerprint(params, [sidecar_path(loader.beton) for loader in loaders
-                                                    if hasattr(loader, "beton")])
+        data_files = [sidecar_path(train_loader.beton)] if hasattr(train_loader, "beton") else []
+        self.fingerprint = run_fingerprint(params, data_files + list(getattr(monitor, "data_files", ())))
         self.checkpoint_path = self.out / "checkpoint.pt"
 
     # --- setup ---------------------------------------------------------------------------------------
     def _loss_kwargs(self) -> dict:
         l = self.p.loss
         kwargs = {k: getattr(l, k) for k in loss_hyperparameters(l.name)}
-        if l.name == "truncated_triplet" and l.gather_negatives and self.dist.enabled:
+        if getattr(LOSSES[l.name], "selects_negatives", False) and l.gather_negatives and self.dist.enabled:
             # docs/method.md section 2: expected false negatives grow with the pool, so the ranks scale with it.
             kwargs["k"], kwargs["k_end"] = l.k * self.dist.world_size, l.k_end * self.dist.world_size
         return kwargs
@@ -141,21 +150,10 @@ class Pretrainer:
             "augment": self.train_loader.augment_state(),
         }, self.checkpoint_path)
 
-    # --- evaluation ----------------------------------------------------------------------------------
+    # --- monitoring ----------------------------------------------------------------------------------
     def monitor(self) -> dict:
-        """kNN top-1 and a linear probe's top-1 of the online backbone (rank 0, full sets).
-
-        The probe is the linear_eval stage's fast path (a linear head trained on the un-augmented train
-        features, eval.linear's epochs, lr and batch) on the features the kNN already extracted: a few
-        seconds per epoch on the embedded data, and a second view of the learning curve.
-        """
-        bank = extract_features(self.model.backbone, self.knn_bank_loader, self.device)
-        val = extract_features(self.model.backbone, self.knn_val_loader, self.device)
-        k, lin = self.p.eval.knn, self.p.eval.linear
-        classes = int(max(bank[1].max(), val[1].max())) + 1
-        probe = fit_on_features(bank, val, classes=max(classes, 2), epochs=lin.epochs, lr=lin.lr,
-                                batch_size=lin.batch_size, seed=self.p.seed)
-        return {"knn_top1": knn_top1(*bank, *val, k=k.k, temperature=k.temperature), "linear_top1": probe.top1}
+        """The monitor's figures for the online backbone (rank 0), or {} without a monitor."""
+        return dict(self._monitor(self.model.backbone)) if self._monitor is not None else {}
 
     # --- training ------------------------------------------------------------------------------------
     def _step(self, batch, micro: int, sums: dict) -> None:
@@ -195,7 +193,7 @@ class Pretrainer:
 
     def _forward(self, view1, view2, labels, local=()):
         """Symmetrised loss through DDP; false-negative rates of the selected ranks when labels exist."""
-        if self.p.loss.name != "truncated_triplet":
+        if not getattr(self.loss_fn, "selects_negatives", False):
             # No deputy negative to audit, but the hardest-negative rate (same definition as the triplet's
             # fn_hardest, view 1 -> view 2, local batch) makes the diagnostic comparable across losses.
             loss, parts, (p1, z2) = self.ddp(view1, view2, self.loss_fn, local=local)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from flows import dvc_cli, exp
+from flows import exp
+from pipeline import dvc_cli
 
 BIN = Path(sys.executable).parent
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows import dvc_cli
+from pipeline import dvc_cli
 from flows.pipeline import StageError, TransientStageError, _failure, check_overrides, metric_rows
 from flows.sweep import find_metric, parse_queued, queue_status, wait_for_queue
 

@@ -20,7 +20,7 @@ import pytest
 from prefect_server import api, latest_artifact, wait_flow_run, wait_scheduled_run
 from small_project import BIN, env, sh
 
-from flows import dvc_cli
+from pipeline import dvc_cli
 
 pytestmark = pytest.mark.slow
 

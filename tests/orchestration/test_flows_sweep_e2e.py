@@ -14,7 +14,7 @@ from prefect_server import api, latest_artifact
 from ruamel.yaml import YAML
 from small_project import BIN, sh
 
-from flows import dvc_cli
+from pipeline import dvc_cli
 
 pytestmark = pytest.mark.slow
 

@@ -54,7 +54,7 @@ def test_paper_profile_takes_one_optimisation_step_on_cpu(tmp_path):
     gen = torch.Generator().manual_seed(0)
     micro = [(torch.randn(12, 3, 32, 32, generator=gen), torch.randn(12, 3, 32, 32, generator=gen),
               torch.arange(12) % 3) for _ in range(params.train.accumulate)]
-    trainer = Pretrainer(params, tmp_path, (_Batches(micro), None, None), DistInfo(), torch.device("cpu"))
+    trainer = Pretrainer(params, tmp_path, _Batches(micro), DistInfo(), torch.device("cpu"))
     assert trainer.steps_per_epoch == 1
     w0 = trainer.model.backbone.conv1.weight.detach().clone()
     t0 = trainer.model.target_backbone.conv1.weight.detach().clone()
