@@ -3,7 +3,7 @@
     python -m flows.sweep -S 'loss.k=1,2,3,5' --metric knn_top1
 
 Each -S is passed to `dvc exp run --queue` (DVC expands comma lists into one experiment per combination,
-Hydra group switches such as `loss=byol,infonce` included); `dvc queue start` then runs the queue, and
+Hydra group switches such as `method=byol,simclr` included); `dvc queue start` then runs the queue, and
 `dvc queue status` is polled until every experiment has finished (each experiment runs in a temporary copy
 under .dvc/tmp/exps, taking unchanged stages' outputs from the DVC cache, so only the stages the parameter
 reaches run). Published: the table artifact `ssl-sweep` (each

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .methods.catalog import METHOD_LOSSES, TAKES_LOCAL_VIEWS
 
 REPO = Path(__file__).resolve().parent.parent
 PARAMS_FILE = REPO / "params.yaml"
@@ -165,28 +167,59 @@ class Model(Strict):
     sync_bn: bool
 
 
-class Loss(Strict):
-    name: Literal["truncated_triplet", "byol", "infonce"]
+# The `loss` section holds the active loss's keys only (conf/loss/<group>.yaml): `name` says which schema applies,
+# and a key of another loss is an error naming the loss and the keys it takes.
+class TripletLoss(Strict):
+    """conf/loss/{truncated_triplet,median,rank,hardest}.yaml (method triplet)."""
+    name: Literal["truncated_triplet"]
     variant: Literal["smoothed", "rank", "median", "hardest"]
     k: int = Field(ge=1)
     k_end: int = Field(ge=1)
     gamma: float = Field(gt=0)
     margin: float = Field(ge=0)
-    temperature: float = Field(gt=0)
     gather_negatives: bool
 
     @model_validator(mode="after")
     def _ranks(self):
-        if self.name == "truncated_triplet" and self.k > self.k_end:
+        if self.k > self.k_end:
             raise ValueError(f"loss.k = {self.k} > loss.k_end = {self.k_end}: the deputy ranks k..k_end must be"
                              " a non-empty range (1 <= k <= k_end)")
         return self
 
     def negatives_needed(self) -> int:
         """Negatives per row the loss needs: rank k_end for smoothed, k for rank, one otherwise."""
-        if self.name != "truncated_triplet":
-            return 1
         return {"smoothed": self.k_end, "rank": self.k}.get(self.variant, 1)
+
+    def describe(self) -> str:
+        return f"'{self.name}' (variant '{self.variant}', k = {self.k}, k_end = {self.k_end})"
+
+
+class TemperatureLoss(Strict):
+    """conf/loss/{infonce,nt_xent}.yaml (methods infonce, simclr)."""
+    name: Literal["infonce", "nt_xent"]
+    temperature: float = Field(gt=0)
+
+    def negatives_needed(self) -> int:
+        return 1
+
+    def describe(self) -> str:
+        return f"'{self.name}' (temperature {self.temperature})"
+
+
+class PlainLoss(Strict):
+    """conf/loss/{byol,negative_cosine}.yaml (methods byol, simsiam): no hyperparameters."""
+    name: Literal["byol", "negative_cosine"]
+
+    def negatives_needed(self) -> int:
+        return 1
+
+    def describe(self) -> str:
+        return f"'{self.name}'"
+
+
+LOSS_SCHEMAS = (TripletLoss, TemperatureLoss, PlainLoss)
+Loss = Annotated[Union[LOSS_SCHEMAS], Field(discriminator="name")]
+LOSS_KEYS = {name: tuple(cls.model_fields) for cls in LOSS_SCHEMAS for name in cls.model_fields["name"].annotation.__args__}
 
 
 class Train(Strict):
@@ -280,8 +313,19 @@ class Params(Strict):
     convert: Convert
     model: Model
     loss: Loss
+    method: Literal["triplet", "byol", "infonce", "simclr", "simsiam"]  # conf/method/, docs/methods.md
     train: Train
     eval: Eval
+
+    @model_validator(mode="after")
+    def _method_takes_its_loss(self):
+        mismatch = _method_loss_mismatch({"method": self.method, "loss": {"name": self.loss.name}})
+        if mismatch:
+            raise ValueError(mismatch)
+        if self.train.local_views and self.method not in TAKES_LOCAL_VIEWS:
+            raise ValueError(f"train.local_views = {self.train.local_views}: method {self.method!r} takes two views;"
+                             f" multi-crop is for {', '.join(sorted(TAKES_LOCAL_VIEWS))} (or set train.local_views=0)")
+        return self
 
     @model_validator(mode="after")
     def _batch_has_negatives(self):
@@ -289,8 +333,7 @@ class Params(Strict):
         if self.train.batch_size - 1 < need:
             raise ValueError(
                 f"train.batch_size = {self.train.batch_size} gives {self.train.batch_size - 1} negatives per image"
-                f" on each device, fewer than the {need} that loss '{self.loss.name}' (variant"
-                f" '{self.loss.variant}', k = {self.loss.k}, k_end = {self.loss.k_end}) ranks: use a per-device"
+                f" on each device, fewer than the {need} that loss {self.loss.describe()} ranks: use a per-device"
                 f" batch of at least {need + 1}")
         return self
 
@@ -305,12 +348,32 @@ class Params(Strict):
         return self
 
 
+def _method_loss_mismatch(raw: dict) -> str | None:
+    """The error for a loss section that is not the method's (e.g. `-S loss=byol` without `-S method=byol`)."""
+    method, loss = raw.get("method"), raw.get("loss")
+    if method not in METHOD_LOSSES or not isinstance(loss, dict) or loss.get("name") == METHOD_LOSSES[method]:
+        return None
+    name, expected = loss.get("name"), METHOD_LOSSES[method]
+    owner = next((m for m, loss_name in METHOD_LOSSES.items() if loss_name == name), None)
+    hint = f"; for {name!r} use -S method={owner}" if owner else ""
+    return (f"method = {method!r} trains with loss.name = {expected!r}, but loss.name = {name!r}: switch methods "
+            f"with -S method=<name>, which selects the loss group too{hint}")
+
+
 class ParamsError(ValueError):
     """params.yaml is missing, unparsable or fails the schema; the message names every bad key."""
 
 
 def _describe(err: dict, raw: dict) -> str:
     loc = [str(p) for p in err["loc"]]
+    if loc[:1] == ["loss"] and len(loc) >= 3 and loc[1] in LOSS_KEYS:  # inside the schema that loss.name picked
+        tag, loc = loc[1], ["loss", *loc[2:]]
+        if err["type"] == "extra_forbidden":
+            return (f"{'.'.join(loc)}: loss {tag!r} has no such key (value {err['input']!r}); it takes "
+                    f"{', '.join(LOSS_KEYS[tag])}. Keys belong to their loss group (conf/loss/); switch methods "
+                    "with -S method=<name>")
+    if loc == ["loss"] and err["type"] == "union_tag_invalid":
+        return f"loss.name = {err['input'].get('name')!r}: expected one of {', '.join(LOSS_KEYS)}"
     key = ".".join(loc) or "(top level)"
     if err["type"] == "extra_forbidden":
         return f"{key}: unknown key (value {err['input']!r}); check the spelling against conf/"
@@ -325,6 +388,9 @@ def validate_params(raw: dict, source: str = "params.yaml") -> Params:
     """Check a params mapping against the schema; raise ParamsError listing every problem."""
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+    pairing = _method_loss_mismatch(raw)
+    if pairing:  # before the schema: its errors would be every key of the other loss, not the cause
+        raise ParamsError(f"{source}: invalid parameters:\n  - {pairing}")
     try:
         return Params.model_validate(raw)
     except ValidationError as e:

@@ -5,6 +5,7 @@ import copy
 
 import pytest
 from pipeline.config import CONF_DIR, PARAMS_FILE, ParamsError, compose, load_params, read_yaml, validate_params
+from pipeline.methods import METHOD_LOSSES
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +24,10 @@ def test_committed_params_are_valid():
 
 
 @pytest.mark.parametrize("group", sorted(p.stem for p in (CONF_DIR / "loss").glob("*.yaml")))
-def test_every_loss_group_composes_and_validates(group):
-    validate_params(compose([f"loss={group}"]))
+def test_every_loss_group_composes_and_validates_with_its_method(group):
+    name = read_yaml(CONF_DIR / "loss" / f"{group}.yaml")["name"]
+    method = next(m for m, loss in METHOD_LOSSES.items() if loss == name)
+    assert validate_params(compose([f"method={method}", f"loss={group}"])).loss.name == name
 
 
 @pytest.mark.parametrize("group", ["data=imagenet", "model=resnet50"])
@@ -50,7 +53,7 @@ def _mutated(raw, section, key, value):
         ("loss", "k", 11, "loss.k = 11 > loss.k_end = 10"),
         ("loss", "name", "triplet", "loss.name = 'triplet'"),
         ("loss", "variant", "mean", "loss.variant = 'mean'"),
-        ("loss", "kk", 3, "loss.kk: unknown key"),
+        ("loss", "kk", 3, "loss.kk: loss 'truncated_triplet' has no such key"),
         ("train", "lr", -0.1, "train.lr = -0.1"),
         ("train", "batch_size", 8, "train.batch_size = 8 gives 7 negatives"),
         ("train", "epochs", "many", "train.epochs = 'many'"),

@@ -46,7 +46,7 @@ def offending(files, prefixes) -> dict[str, list[str]]:
 def test_the_import_reader_resolves_relative_imports(tmp_path):
     # Guards the checks below: a reader that resolved nothing would find no offence anywhere.
     names = imported_modules(PACKAGE / "train" / "loop.py")
-    assert "pipeline.models" in names and "pipeline.train.checkpoint" in names
+    assert "pipeline.methods.registry" in names and "pipeline.train.checkpoint" in names
 
 
 def test_library_code_imports_no_stage_and_no_flow():
@@ -54,12 +54,12 @@ def test_library_code_imports_no_stage_and_no_flow():
 
 
 def test_training_imports_nothing_from_evaluation():
-    training = [f for f in library_files() if f.relative_to(PACKAGE).parts[0] in ("train", "models", "losses")]
+    training = [f for f in library_files() if f.relative_to(PACKAGE).parts[0] in ("train", "models", "methods", "losses")]
     assert training and offending(training, ("pipeline.evaluation",)) == {}
 
 
 def test_importing_losses_and_training_loads_no_evaluation_stage_or_flow_module():
-    code = ("import json, sys; import pipeline.losses, pipeline.models, pipeline.train.loop, pipeline.dvc_cli; "
+    code = ("import json, sys; import pipeline.losses, pipeline.methods.registry, pipeline.train.loop, pipeline.dvc_cli; "
             "print(json.dumps(sorted(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     loaded = json.loads(result.stdout.splitlines()[-1])

@@ -12,7 +12,7 @@ import pytest
 import torch
 from ruamel.yaml import YAML
 
-from pipeline.config import PARAMS_FILE, ParamsError, load_params, read_yaml, validate_params
+from pipeline.config import PARAMS_FILE, ParamsError, compose, load_params, read_yaml, validate_params
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def _set(raw: dict, dotted: str, value) -> dict:
 
 # --- (b) every float of the schema is finite -------------------------------------------------------
 FLOAT_KEYS = ["train.lr", "train.weight_decay", "train.warmup_epochs", "loss.margin", "loss.gamma",
-              "loss.temperature", "eval.knn.temperature", "eval.linear.lr", "eval.reid.adapt_lr",
+              "eval.knn.temperature", "eval.linear.lr", "eval.reid.adapt_lr",
               "eval.reid.adapt_warmup_epochs", "eval.coco.lr"]
 NON_FINITE = [float("inf"), float("-inf"), float("nan"), "inf", "-inf", "nan", "Infinity"]
 
@@ -43,6 +43,13 @@ def test_non_finite_floats_are_rejected_naming_the_key(raw, key, value):
     with pytest.raises(ParamsError) as e:
         validate_params(_set(raw, key, value))
     assert f"  - {key} = " in str(e.value) and "finite number" in str(e.value)
+
+
+@pytest.mark.parametrize("method", ["infonce", "simclr"])
+def test_a_non_finite_temperature_is_rejected_naming_the_key(method):
+    with pytest.raises(ParamsError) as e:
+        validate_params(_set(compose([f"method={method}"]), "loss.temperature", float("nan")))
+    assert "  - loss.temperature = " in str(e.value) and "finite number" in str(e.value)
 
 
 def test_non_finite_inside_a_pair_is_rejected(raw):

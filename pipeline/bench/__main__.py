@@ -10,6 +10,7 @@ no registration here. main returns an exit code, or a dict that is printed as th
   step_profile  where a pretraining iteration's time goes (loader wait, augmentation, kernels by kind, optimizer, EMA)
   budget   what a pretraining budget learns: the stage's training run with overrides, kNN and linear gains per epoch
   gpu      the pretraining step on a GPU: the paper profile and the default, synthetic batches (scripts/gpu_check.sh)
+  methods  images/s and GFLOP per image of one training step of every method (triplet, byol, infonce, simclr, simsiam)
   levers   CPU levers of the pretraining step (channels_last, AdamW foreach/fused, threads), side by side
   repro    a fresh clone of a commit, `dvc repro --force`, seconds per stage
 """

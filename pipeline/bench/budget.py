@@ -1,7 +1,7 @@
 """What a pretraining budget learns: the pretrain stage's own training run with overrides, gains per epoch.
 
     python -m pipeline.bench budget train.epochs=5 train.warmup_epochs=0.5 loss.k=16 loss.k_end=24 \
-        [--threads N] [--out DIR]
+        [method=simclr] [--threads N] [--out DIR]
 
 Runs `Pretrainer.fit` (the pretrain stage's loop: the FFCV two-view loader, the configured loss, the kNN
 and linear-probe monitor after each `train.monitor_every` epochs) on data/beton/ with params.yaml plus the
@@ -28,6 +28,7 @@ from ..loaders.from_params import ssl_loader
 from ..train.distributed import DistInfo
 from ..train.loop import Pretrainer, pick_device
 from .machine import cpu_model, with_overrides
+from .methods import with_method
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -59,7 +60,11 @@ def main(argv: list[str]) -> dict:
         overrides = parse_overrides(args.overrides)
     except ValueError as e:
         ap.error(str(e))
-    params = with_overrides(load_params(), overrides, "params.yaml with the budget's overrides")
+    params = load_params()
+    if "method" in overrides:  # a group switch, as -S method=<name>: the method's loss section comes with it
+        params = with_method(params, overrides["method"])
+    params = with_overrides(params, {k: v for k, v in overrides.items() if k != "method"},
+                            "params.yaml with the budget's overrides")
     device = pick_device(params.train.device)
     threads = {"torch_threads": args.threads} if device.type == "cpu" else {}
     if threads:

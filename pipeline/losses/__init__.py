@@ -6,6 +6,8 @@
 - truncated_triplet: k, k_end, variant, gamma, margin
 - byol: none
 - infonce: temperature
+- nt_xent: temperature (SimCLR)
+- negative_cosine: none (SimSiam)
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from torch import nn
 
 from pipeline.losses.byol import BYOLLoss
 from pipeline.losses.infonce import InfoNCELoss
+from pipeline.losses.negative_cosine import NegativeCosineLoss
+from pipeline.losses.nt_xent import NTXentLoss
 from pipeline.losses.truncated_triplet import (VARIANTS, TruncatedTripletLoss, false_negative_rates,
                                                hardest_false_negative_rate)
 
@@ -23,6 +27,8 @@ LOSSES: dict[str, type[nn.Module]] = {
     "truncated_triplet": TruncatedTripletLoss,
     "byol": BYOLLoss,
     "infonce": InfoNCELoss,
+    "nt_xent": NTXentLoss,
+    "negative_cosine": NegativeCosineLoss,
 }
 
 
@@ -56,6 +62,6 @@ def _lookup(name: str) -> type[nn.Module]:
     return LOSSES[name]
 
 
-__all__ = ["TruncatedTripletLoss", "BYOLLoss", "InfoNCELoss", "LOSSES", "VARIANTS", "build_loss",
+__all__ = ["TruncatedTripletLoss", "BYOLLoss", "InfoNCELoss", "NTXentLoss", "NegativeCosineLoss", "LOSSES", "VARIANTS", "build_loss",
            "loss_hyperparameters", "false_negative_rates",
            "hardest_false_negative_rate"]

@@ -47,7 +47,8 @@ class SiameseModel(nn.Module):
 
     def forward(self, view1: torch.Tensor, view2: torch.Tensor, loss_fn, local: tuple[torch.Tensor, ...] = (),
                 **loss_kwargs):
-        """Symmetrised loss: loss(p1, z2) + loss(p2, z1). Returns (total, parts, (p1, z2)).
+        """Symmetrised loss: loss(p1, z2) + loss(p2, z1). Returns (total, {"view1->view2": .., "view2->view1": ..},
+        (p1, z2)), the contract of `pipeline.methods.base.Method.forward`.
 
         Multi-crop: each of the `local` small views (one online pass for all of them) is also compared with
         both views' target projections (the target sees the two large views only, as in SwAV and DINO), and
@@ -61,7 +62,7 @@ class SiameseModel(nn.Module):
             for p in self.online(torch.cat(local)).chunk(len(local)):
                 total = total + loss_fn(p, z1, **loss_kwargs) + loss_fn(p, z2, **loss_kwargs)
             total = total * (2.0 / (2 + 2 * len(local)))
-        return total, (l12.detach(), l21.detach()), (p1.detach(), z2)
+        return total, {"view1->view2": l12.detach(), "view2->view1": l21.detach()}, (p1.detach(), z2)
 
     @torch.no_grad()
     def update_target(self, momentum: float) -> None:

@@ -20,8 +20,7 @@ def main() -> None:
         check_device(params.train.device)  # the schema cannot know this machine; pretrain checks it again
         OUT.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(OUT, json.dumps(params.model_dump(by_alias=True), indent=2, sort_keys=True) + "\n")
-        log.info("params.yaml is valid (loss=%s/%s k=%d k_end=%d)", params.loss.name, params.loss.variant,
-                 params.loss.k, params.loss.k_end)
+        log.info("params.yaml is valid (method %s, loss %s)", params.method, params.loss.describe())
 
     run_stage("check_params", body)
 

@@ -23,7 +23,7 @@ CURVE_KEYS = ("knn_top1", "linear_top1", "loss", "fn_selected", "fn_hardest")
 REPORT = "efficiency.md"
 PICTURES = {"curves": "efficiency_curves.png", "fn": "efficiency_fn.png", "k": "efficiency_k.png"}
 TOP1 = (("knn_top1", "kNN"), ("linear_top1", "linear"))
-# The budget must be equal: every run must agree on these params groups (the study sets only seed, loss).
+# The budget must be equal: every run must agree on these params groups (the study sets only seed, method, loss).
 SAME_FOR_ALL = ("train", "model", "eval.knn", "eval.linear", "convert.loader", "data", "generate")
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-# label -> (what it is, Hydra overrides, params the recorded run must have). The reference comes first.
+# label -> (what it is, Hydra overrides, params the recorded run must have). The reference comes first. loss.name
+# implies the method (the params schema pairs them), so runs recorded before `method` existed still match.
 LOSSES: dict[str, tuple[str, tuple[str, ...], dict]] = {
     "triplet": ("truncated triplet, smoothed k=2 (paper)",
                 ("loss=truncated_triplet", "loss.k=2"),
@@ -22,8 +23,8 @@ LOSSES: dict[str, tuple[str, tuple[str, ...], dict]] = {
     "median": ("median triplet", ("loss=median",), {"loss.name": "truncated_triplet", "loss.variant": "median"}),
     "hardest": ("hardest-negative triplet", ("loss=hardest",),
                 {"loss.name": "truncated_triplet", "loss.variant": "hardest"}),
-    "byol": ("BYOL", ("loss=byol",), {"loss.name": "byol"}),
-    "infonce": ("InfoNCE", ("loss=infonce",), {"loss.name": "infonce"}),
+    "byol": ("BYOL", ("method=byol",), {"loss.name": "byol"}),
+    "infonce": ("InfoNCE on BYOL's model", ("method=infonce",), {"loss.name": "infonce"}),
 }
 REFERENCE = "triplet"
 KS = (1, 2, 3, 5, 10)

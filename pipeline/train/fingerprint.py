@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterable
 
 PACKAGE = Path(__file__).resolve().parent.parent
-TRAINING_CODE = ("train", "models", "losses", "loaders")
+TRAINING_CODE = ("train", "models", "methods", "losses", "loaders")
 # Also code of the pretrain stage: its monitor (kNN, linear probe) and the entry point.
 TRAINING_FILES = ("evaluation/knn.py", "evaluation/linear.py", "evaluation/monitor.py", "stages/pretrain.py")
 
@@ -33,7 +33,7 @@ def run_fingerprint(params, data_files: Iterable[Path] = ()) -> str:
     and the convert settings), so that other images under the same parameters are another run.
     """
     dump = params.model_dump(by_alias=True)
-    sections = {k: dump[k] for k in ("seed", "model", "loss", "train", "convert")}
+    sections = {k: dump[k] for k in ("seed", "model", "method", "loss", "train", "convert")}
     sections["knn"], sections["linear"] = dump["eval"]["knn"], dump["eval"]["linear"]
     data = {Path(f).name: hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in data_files if Path(f).is_file()}
     blob = json.dumps({"params": sections, "data": data}, sort_keys=True) + code_digest()

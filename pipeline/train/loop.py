@@ -21,7 +21,7 @@ from torch import nn
 
 from ..ffcv_io.sidecar import sidecar_path
 from ..losses import LOSSES, build_loss, false_negative_rates, hardest_false_negative_rate, loss_hyperparameters
-from ..models import SiameseModel, export_backbone_state_dict
+from ..methods.registry import build_method
 from ..models.siamese import ema_momentum
 from ..progress import show_progress
 from . import distributed as dist_utils
@@ -91,7 +91,7 @@ class Pretrainer:
         t = params.train
         torch.manual_seed(params.seed)  # the same initial weights on every rank (DDP also broadcasts)
         m = params.model
-        self.model = SiameseModel(m.arch, m.stem, m.projector_hidden, m.projector_out, m.predictor_hidden).to(device)
+        self.model = build_method(params).to(device)  # pipeline/methods: params.method with params.model's widths
         if dist.enabled and m.sync_bn and device.type == "cuda":
             # torch's SyncBatchNorm runs on CUDA only; CPU (gloo) processes keep per-process BN statistics.
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
@@ -115,7 +115,7 @@ class Pretrainer:
     def _loss_kwargs(self) -> dict:
         l = self.p.loss
         kwargs = {k: getattr(l, k) for k in loss_hyperparameters(l.name)}
-        if getattr(LOSSES[l.name], "selects_negatives", False) and l.gather_negatives and self.dist.enabled:
+        if getattr(LOSSES[l.name], "selects_negatives", False) and getattr(l, "gather_negatives", False) and self.dist.enabled:
             # docs/method.md section 2: expected false negatives grow with the pool, so the ranks scale with it.
             kwargs["k"], kwargs["k_end"] = l.k * self.dist.world_size, l.k_end * self.dist.world_size
         return kwargs
@@ -135,7 +135,8 @@ class Pretrainer:
                               ckpt["random_init"])
         set_rng_state(ckpt["rng"])
         self.resize_gen.set_state(ckpt["resize_gen"])
-        self.train_loader.set_augment_state(ckpt["augment"])
+        if ckpt["augment"] is not None:
+            self.train_loader.set_augment_state(ckpt["augment"])
         log.info("resumed from %s at epoch %d (step %d)", self.checkpoint_path, self.state.epoch, self.state.step)
         return True
 
@@ -147,7 +148,8 @@ class Pretrainer:
             "history": self.state.history, "random_init": self.state.random_init,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(), "rng": rng_state(), "resize_gen": self.resize_gen.get_state(),
-            "augment": self.train_loader.augment_state(),
+            # Loaders that augment on the device replay their generators; in-memory batches have none.
+            "augment": self.train_loader.augment_state() if hasattr(self.train_loader, "augment_state") else None,
         }, self.checkpoint_path)
 
     # --- monitoring ----------------------------------------------------------------------------------
@@ -171,8 +173,9 @@ class Pretrainer:
             loss, parts, stats = self._forward(view1, view2, labels, tuple(local))
         if not torch.isfinite(loss):
             raise TrainingDiverged(
-                f"step {self.state.step}: loss = {loss.item()} (view1->view2 = {parts[0].item():.4g}, "
-                f"view2->view1 = {parts[1].item():.4g}); last good checkpoint kept at {self.checkpoint_path}; "
+                f"step {self.state.step}: loss = {loss.item()} ("
+                f"{', '.join(f'{name} = {value.item():.4g}' for name, value in parts.items())}); "
+                f"last good checkpoint kept at {self.checkpoint_path}; "
                 "lower train.lr or check the data")
         with sync:
             self.scaler.scale(loss / t.accumulate).backward()
@@ -196,8 +199,9 @@ class Pretrainer:
         if not getattr(self.loss_fn, "selects_negatives", False):
             # No deputy negative to audit, but the hardest-negative rate (same definition as the triplet's
             # fn_hardest, view 1 -> view 2, local batch) makes the diagnostic comparable across losses.
-            loss, parts, (p1, z2) = self.ddp(view1, view2, self.loss_fn, local=local)
-            return loss, parts, {"fn_hardest": hardest_false_negative_rate(p1, z2, labels.to(p1.device)).item()}
+            loss, parts, (queries, keys) = self.ddp(view1, view2, self.loss_fn, local=local)
+            rate = hardest_false_negative_rate(queries, keys, labels.to(queries.device))
+            return loss, parts, {"fn_hardest": rate.item()}
         gather = self.p.loss.gather_negatives and self.dist.enabled
         captured = {}
 
@@ -221,8 +225,8 @@ class Pretrainer:
         t = self.p.train
         if self.state.random_init is None and self.dist.is_main:
             self.state.random_init = self.monitor()  # the baseline every report compares against
-            log.info("random init: kNN top-1 %.4f, linear probe top-1 %.4f", self.state.random_init["knn_top1"],
-                     self.state.random_init["linear_top1"])
+            if self.state.random_init:
+                log.info("random init: %s", ", ".join(f"{k} {v:.4f}" for k, v in self.state.random_init.items()))
             self.save_checkpoint()
         for epoch in range(self.state.epoch, t.epochs):
             self.train_loader.set_epoch(epoch)
@@ -261,7 +265,7 @@ class Pretrainer:
         return self.train_loader
 
     def export(self) -> dict:
-        return export_backbone_state_dict(self.model.backbone)
+        return self.model.export_backbone()
 
 
 def log_to_live(live, row: dict) -> None:

@@ -9,10 +9,12 @@ from pipeline.config import ParamsError, load_params
 
 
 def test_overrides_become_python_values_and_validate_like_params():
-    parsed = parse_overrides(["train.epochs=5", "convert.loader.crop_scale=[0.5,1.0]", "loss.name=infonce"])
-    assert parsed == {"train.epochs": 5, "convert.loader.crop_scale": [0.5, 1.0], "loss.name": "infonce"}
+    parsed = parse_overrides(["train.epochs=5", "convert.loader.crop_scale=[0.5,1.0]", "loss.margin=3.0"])
+    assert parsed == {"train.epochs": 5, "convert.loader.crop_scale": [0.5, 1.0], "loss.margin": 3.0}
     params = with_overrides(load_params(), parsed)
     assert params.train.epochs == 5 and tuple(params.convert.loader.crop_scale) == (0.5, 1.0)
+    with pytest.raises(ParamsError, match="method = 'triplet' trains with loss.name = 'truncated_triplet'"):
+        with_overrides(load_params(), parse_overrides(["loss.name=infonce"]))  # a loss without its method
     with pytest.raises(ParamsError, match="epochs"):
         with_overrides(load_params(), parse_overrides(["train.epochs=0"]))
 

@@ -309,7 +309,7 @@ def test_bad_pool_and_offset():
 
 # --- registry ---------------------------------------------------------------------------------------------
 def test_build_loss_registry():
-    assert set(LOSSES) == {"truncated_triplet", "byol", "infonce"}
+    assert set(LOSSES) == {"truncated_triplet", "byol", "infonce", "nt_xent", "negative_cosine"}
     triplet = build_loss("truncated_triplet", k=3, k_end=7, variant="rank", gamma=1.5, margin=0.5)
     assert isinstance(triplet, TruncatedTripletLoss)
     assert (triplet.k, triplet.k_end, triplet.variant, triplet.gamma, triplet.margin) == (3, 7, "rank", 1.5, 0.5)
@@ -317,7 +317,8 @@ def test_build_loss_registry():
     assert build_loss("infonce", temperature=0.5).temperature == 0.5
     assert loss_hyperparameters("truncated_triplet") == ("k", "k_end", "variant", "gamma", "margin")
     assert loss_hyperparameters("byol") == ()
-    with pytest.raises(ValueError, match="unknown loss 'simclr'; expected one of: truncated_triplet, byol, infonce"):
+    with pytest.raises(ValueError, match="unknown loss 'simclr'; expected one of: truncated_triplet, byol, infonce, "
+                                         "nt_xent, negative_cosine"):
         build_loss("simclr")
     with pytest.raises(ValueError, match="loss 'byol' does not take temperature; it accepts no hyperparameters"):
         build_loss("byol", temperature=0.2)

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from in_memory import InMemoryLoader
 from pipeline.config import compose, validate_params
 from pipeline.train.distributed import DistInfo
 from pipeline.train.loop import Pretrainer
@@ -27,22 +28,6 @@ def test_paper_profile_composes_to_the_method(data):
     assert p.data.classification.root.startswith("/datasets/")
 
 
-class _Batches:
-    """The train loader's interface as the Pretrainer uses it: len, set_epoch, iteration."""
-
-    def __init__(self, batches):
-        self.batches = batches
-
-    def __len__(self):
-        return len(self.batches)
-
-    def __iter__(self):
-        return iter(self.batches)
-
-    def set_epoch(self, epoch):
-        pass
-
-
 def test_paper_profile_takes_one_optimisation_step_on_cpu(tmp_path):
     # Only what cannot run on a CPU test is shrunk: 32 px views, 12 images per micro-batch (11 negatives,
     # enough for ranks 2..10), cpu. ResNet-50, the 4096-wide heads, LARS, bf16, channels_last and the
@@ -54,7 +39,7 @@ def test_paper_profile_takes_one_optimisation_step_on_cpu(tmp_path):
     gen = torch.Generator().manual_seed(0)
     micro = [(torch.randn(12, 3, 32, 32, generator=gen), torch.randn(12, 3, 32, 32, generator=gen),
               torch.arange(12) % 3) for _ in range(params.train.accumulate)]
-    trainer = Pretrainer(params, tmp_path, _Batches(micro), DistInfo(), torch.device("cpu"))
+    trainer = Pretrainer(params, tmp_path, InMemoryLoader(micro), DistInfo(), torch.device("cpu"))
     assert trainer.steps_per_epoch == 1
     w0 = trainer.model.backbone.conv1.weight.detach().clone()
     t0 = trainer.model.target_backbone.conv1.weight.detach().clone()

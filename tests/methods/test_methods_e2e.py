@@ -1,0 +1,36 @@
+"""`dvc exp run -S method=<name>` on the small project trains the method and records it: the methods without
+a target network (the siamese ones run in the default repro and, for BYOL, in the study's test)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from small_project import copy_project, sh
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def project(built_small_project, tmp_path_factory) -> Path:
+    return copy_project(built_small_project, tmp_path_factory.mktemp("methods") / "project")
+
+
+def _exp_data(project: Path, name: str) -> dict:
+    """The params and metrics `dvc exp show --json` lists for the experiment called `name`."""
+    shown = json.loads(sh(project, "dvc", "exp", "show", "--json").stdout)
+    found = [run["data"] for rev in shown for exp in (rev.get("experiments") or []) for run in exp["revs"]
+             if run.get("name") == name]
+    assert len(found) == 1, f"experiment {name!r} listed {len(found)} times"
+    return found[0]
+
+
+@pytest.mark.parametrize("method, loss", [("simclr", "nt_xent"), ("simsiam", "negative_cosine")])
+def test_exp_run_with_a_method_switch_trains_it_and_dvc_lists_the_method(project, method, loss):
+    out = sh(project, "dvc", "exp", "run", "-n", method, "-S", f"method={method}", "pretrain").stdout
+    assert "Running stage 'pretrain'" in out
+    data = _exp_data(project, method)
+    params = data["params"]["params.yaml"]["data"]
+    assert (params["method"], params["loss"]["name"]) == (method, loss)
+    metrics = data["metrics"]["data/pretrain/metrics.json"]["data"]
+    assert metrics["epochs"] >= 1 and 0.0 <= metrics["knn_top1"] <= 1.0
