@@ -23,7 +23,7 @@ repro: setup      ## set up, then run the whole pipeline on the embedded default
 # TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
 test: setup       ## set up, then run the default test suite (what CI runs): slow end-to-end tests included
-	python -m pytest -m "not gpu and not extended" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	python -m pytest -m "not gpu and not extended" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-all: setup   ## everything except GPU tests: slow and extended ones included
 	python -m pytest -m "not gpu" -o addopts="" --timeout=3600

@@ -36,3 +36,22 @@ def built_small_project(tmp_path_factory, worker_id) -> Path:
             make_small_project(root)
             built.touch()
     return root
+
+
+# The longest test files, first. With `--dist loadfile` xdist hands out whole files in this order (the
+# Makefile turns off its own reordering by test count, which put these few-test files last, so that one
+# worker ran the Prefect tests alone for minutes at the end). Interleaved so that each worker starts with
+# one that needs the small project and one that does not (the first build takes about 1.5 minutes).
+LONG_FIRST = ("orchestration/test_flows_schedule_e2e.py", "stages/test_pretrain.py", "study/test_study_dvc.py",
+              "orchestration/test_flows_sweep_e2e.py", "test_pipeline_e2e.py", "methods/test_methods_e2e.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    root, last = Path(__file__).parent, len(LONG_FIRST)
+    rank = {name: i for i, name in enumerate(LONG_FIRST)}
+
+    def position(item) -> int:
+        path = Path(str(item.fspath))
+        return rank.get(path.relative_to(root).as_posix(), last) if path.is_relative_to(root) else last
+
+    items.sort(key=position)  # stable: every file keeps its own order, the rest keep pytest's
