@@ -313,15 +313,22 @@ class Params(Strict):
     convert: Convert
     model: Model
     loss: Loss
-    method: Literal["triplet", "byol", "infonce", "simclr", "simsiam"]  # conf/method/, docs/methods.md
+    method: Literal[tuple(METHOD_LOSSES)]  # conf/method/, docs/methods.md
     train: Train
     eval: Eval
 
-    @model_validator(mode="after")
-    def _method_takes_its_loss(self):
-        mismatch = _method_loss_mismatch({"method": self.method, "loss": {"name": self.loss.name}})
+    @model_validator(mode="before")
+    @classmethod
+    def _method_takes_its_loss(cls, raw):
+        # Before the fields: a loss section that is not the method's would otherwise be reported as every
+        # key of the other loss, not as its cause.
+        mismatch = _method_loss_mismatch(raw) if isinstance(raw, dict) else None
         if mismatch:
             raise ValueError(mismatch)
+        return raw
+
+    @model_validator(mode="after")
+    def _multi_crop_is_for_siamese_methods(self):
         if self.train.local_views and self.method not in TAKES_LOCAL_VIEWS:
             raise ValueError(f"train.local_views = {self.train.local_views}: method {self.method!r} takes two views;"
                              f" multi-crop is for {', '.join(sorted(TAKES_LOCAL_VIEWS))} (or set train.local_views=0)")
@@ -388,9 +395,6 @@ def validate_params(raw: dict, source: str = "params.yaml") -> Params:
     """Check a params mapping against the schema; raise ParamsError listing every problem."""
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
-    pairing = _method_loss_mismatch(raw)
-    if pairing:  # before the schema: its errors would be every key of the other loss, not the cause
-        raise ParamsError(f"{source}: invalid parameters:\n  - {pairing}")
     try:
         return Params.model_validate(raw)
     except ValidationError as e:

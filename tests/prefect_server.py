@@ -59,6 +59,16 @@ def wait_scheduled_run(url: str, deployment_id: str, timeout: float) -> dict:
                          "(does the server's scheduler create runs? see its log)")
 
 
+def interrupt_group(proc: subprocess.Popen, grace: float = 30) -> None:
+    """Ctrl+C to a process group started with start_new_session (Prefect shuts down cleanly on SIGINT), then
+    SIGKILL if it has not exited within `grace` seconds."""
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 @contextmanager
 def prefect_server(home: Path):
     """`prefect server start` on 127.0.0.1 with its SQLite database in `home`; yields the environment

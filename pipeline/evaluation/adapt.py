@@ -95,7 +95,6 @@ def adapt_backbone(backbone: nn.Module, params, loader, device: torch.device,
     trainer = _Adapter(p, Path("."), loader, DistInfo(), device)
     weights = export_backbone_state_dict(backbone)
     trainer.model.load_backbone(weights)  # a target network, if the method has one, starts as the online one
-    trainer.state.random_init = {}  # no monitor baseline to compute
     log.info("adapting the %s backbone on SYSU-30k: %d epoch(s) x %d steps, batch %d, lr %g (%s), "
              "warm-up %g epoch(s)", name, p.train.epochs, trainer.steps_per_epoch, p.train.batch_size, p.train.lr,
              p.train.optimizer, p.train.warmup_epochs)

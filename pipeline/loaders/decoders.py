@@ -232,10 +232,6 @@ class RandomCropsDecoder(MultiCropDecoder):
 
     def __init__(self, output_size: tuple[int, int], views: int = 2, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
                  flip_p: float = 0.5, seed: int = 0):
-        if views < 1:
-            raise ValueError(f"views = {views}: expected at least 1")
-        if not 0 < scale[0] <= scale[1] <= 1:
-            raise ValueError(f"scale = {scale}: expected 0 < low <= high <= 1")
         self.output_size = (int(output_size[0]), int(output_size[1]))
         super().__init__([CropGroup(views, *self.output_size, tuple(scale), tuple(ratio))], flip_p, seed)
         self.views, self.scale, self.ratio = views, tuple(scale), tuple(ratio)

@@ -21,6 +21,13 @@ def check_pair(online: torch.Tensor, target: torch.Tensor, loss_name: str) -> tu
     return batch, dim
 
 
+def check_temperature(value, loss_name: str) -> float:
+    """A softmax temperature: a number > 0."""
+    if not value > 0:
+        raise ValueError(f"{loss_name}: temperature must be > 0, got {value}")
+    return float(value)
+
+
 def check_positive_int(value, name: str, loss_name: str, minimum: int = 1) -> int:
     """A hyperparameter that must be an integer >= ``minimum`` (bools are rejected)."""
     if isinstance(value, bool) or not isinstance(value, int):

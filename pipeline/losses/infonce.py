@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.losses._checks import check_pair
+from pipeline.losses._checks import check_pair, check_temperature
 
 
 class InfoNCELoss(nn.Module):
@@ -29,9 +29,7 @@ class InfoNCELoss(nn.Module):
 
     def __init__(self, temperature: float = 0.2) -> None:
         super().__init__()
-        if not temperature > 0:
-            raise ValueError(f"{type(self).__name__}: temperature must be > 0, got {temperature}")
-        self.temperature = float(temperature)
+        self.temperature = check_temperature(temperature, type(self).__name__)
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}"

@@ -9,9 +9,6 @@ from .base import Method
 class SiameseMethod(SiameseModel, Method):
     uses_target = True
 
-    def __init__(self, arch: str, stem: str, projector_hidden: int, projector_out: int, predictor_hidden: int):
-        super().__init__(arch, stem, projector_hidden, projector_out, predictor_hidden)
-
     def load_backbone(self, state: dict) -> None:
         self.backbone.load_state_dict(state)
         self.target_backbone.load_state_dict(state)  # the target starts as the online network

@@ -9,15 +9,13 @@ module, so the two run side by side under pytest-xdist).
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import time
 import urllib.request
 from datetime import datetime, timedelta
 
 import pytest
-from prefect_server import api, latest_artifact, wait_flow_run, wait_scheduled_run
+from prefect_server import api, interrupt_group, latest_artifact, wait_flow_run, wait_scheduled_run
 from small_project import BIN, env, sh
 
 from pipeline import dvc_cli
@@ -56,11 +54,7 @@ def test_served_cron_schedule_fires_by_itself_and_the_run_completes(project, ser
         assert done["auto_scheduled"] and expected.second == 0 and expected.microsecond == 0
         assert expected - timedelta(seconds=2) <= started <= expected + timedelta(seconds=120), (expected, started)
     finally:
-        os.killpg(serving.pid, signal.SIGINT)
-        try:
-            serving.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(serving.pid, signal.SIGKILL)
+        interrupt_group(serving)
         if deployment is not None:  # with it go the runs its schedule created ahead of time
             req = urllib.request.Request(f"{url}/deployments/{deployment['id']}", method="DELETE")
             urllib.request.urlopen(req, timeout=30).close()
@@ -95,8 +89,4 @@ def test_prefect_yaml_deploys_to_a_process_work_pool_and_a_worker_runs_it(projec
         done = wait_flow_run(url, run["id"])
         assert done["state_type"] == "COMPLETED", done["state"]
     finally:
-        os.killpg(worker.pid, signal.SIGINT)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
+        interrupt_group(worker)
