@@ -217,7 +217,38 @@ class PlainLoss(Strict):
         return f"'{self.name}'"
 
 
-LOSS_SCHEMAS = (TripletLoss, TemperatureLoss, PlainLoss)
+class CodingRateLoss(Strict):
+    """conf/loss/coding_rate.yaml (method emp_ssl): the patches it trains and evaluates on, and the loss."""
+    name: Literal["coding_rate"]
+    patches: int = Field(ge=2, le=256)
+    patch_scale: float = Field(gt=0, le=1)
+    eval_patches: int = Field(ge=1, le=256)
+    eps: float = Field(gt=0)
+    invariance_weight: float = Field(ge=0)
+
+    def negatives_needed(self) -> int:
+        return 1  # the coding rate of a batch of one is constant: at least two images
+
+    def describe(self) -> str:
+        return f"'{self.name}' ({self.patches} patches)"
+
+
+class SwAVLoss(Strict):
+    """conf/loss/swav.yaml (method proto): the prototypes and SwAV's swapped prediction."""
+    name: Literal["swav"]
+    prototypes: int = Field(ge=2)
+    temperature: float = Field(gt=0)
+    sinkhorn_eps: float = Field(gt=0)
+    sinkhorn_iterations: int = PositiveInt
+
+    def negatives_needed(self) -> int:
+        return 1
+
+    def describe(self) -> str:
+        return f"'{self.name}' ({self.prototypes} prototypes)"
+
+
+LOSS_SCHEMAS = (TripletLoss, TemperatureLoss, PlainLoss, CodingRateLoss, SwAVLoss)
 Loss = Annotated[Union[LOSS_SCHEMAS], Field(discriminator="name")]
 LOSS_KEYS = {name: tuple(cls.model_fields) for cls in LOSS_SCHEMAS for name in cls.model_fields["name"].annotation.__args__}
 
@@ -330,7 +361,7 @@ class Params(Strict):
     @model_validator(mode="after")
     def _multi_crop_is_for_siamese_methods(self):
         if self.train.local_views and self.method not in TAKES_LOCAL_VIEWS:
-            raise ValueError(f"train.local_views = {self.train.local_views}: method {self.method!r} takes two views;"
+            raise ValueError(f"train.local_views = {self.train.local_views}: method {self.method!r} takes no small views;"
                              f" multi-crop is for {', '.join(sorted(TAKES_LOCAL_VIEWS))} (or set train.local_views=0)")
         return self
 

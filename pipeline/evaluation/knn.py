@@ -30,12 +30,21 @@ def knn_top1(train_feats: torch.Tensor, train_labels: torch.Tensor, val_feats: t
 
 @torch.no_grad()
 def extract_features(backbone: torch.nn.Module, batches, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run a backbone in eval mode over (images, labels) batches; restores its previous mode."""
+    """Run a backbone in eval mode over (images, labels) batches; restores its previous mode.
+
+    Bags of patches ([B, n, 3, H, W] images, `loaders.eval.PatchBagEvalLoader`) give each image the mean of its
+    n patches' features (EMP-SSL's bag-of-patches embedding), computed B patches at a time."""
     was_training = backbone.training
     backbone.eval()
     feats, labels = [], []
     for images, y in batches:
-        feats.append(backbone(images.to(device, non_blocking=True)).float().cpu())
+        images = images.to(device, non_blocking=True)
+        if images.ndim == 5:
+            flat = images.flatten(0, 1)
+            out = torch.cat([backbone(flat[i:i + len(images)]) for i in range(0, len(flat), len(images))])
+            feats.append(out.float().unflatten(0, images.shape[:2]).mean(1).cpu())
+        else:
+            feats.append(backbone(images).float().cpu())
         labels.append(y.cpu())
     backbone.train(was_training)
     return torch.cat(feats), torch.cat(labels)

@@ -50,6 +50,9 @@ class ViewSpec:
 
 BYOL_VIEWS = (ViewSpec(blur_p=1.0, solarize_p=0.0), ViewSpec(blur_p=0.1, solarize_p=0.2))
 LOCAL_VIEW = ViewSpec(blur_p=0.5, solarize_p=0.0)  # multi-crop's small views, as DINO's local crops
+# EMP-SSL's patches (the authors' CIFAR recipe): jitter (0.4, 0.4, 0.4, 0.2) p 0.8, grayscale 0.2, blur 0.1,
+# solarize 0.1.
+PATCH_VIEW = ViewSpec(saturation=0.4, hue=0.2, blur_p=0.1, solarize_p=0.1)
 
 # Jitter operations by index: the `order` and `factors` columns of Applied use this numbering.
 JITTER_OPS: tuple[Callable, ...] = (colour.brightness, colour.contrast, colour.saturation, colour.hue)

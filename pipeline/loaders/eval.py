@@ -4,9 +4,12 @@
                               Resize(image_size / ratio) + CenterCrop(image_size) (ImageNet: 256 -> 224)
     ReidEvalLoader            the whole image resized to (height, width) with PIL bicubic, SYSU-30k's 256 x 128
     LinearTrainLoader         one random-resized crop + flip per image (linear-probe training), seeded
+    PatchBagEvalLoader        n fixed-scale square patches + flips per image (EMP-SSL's bag-of-patches
+                              evaluation), seeded: the same patches on every pass
 
-Each yields (images, label, *other int fields): images float32 [B, 3, H, W], ImageNet-normalised, on
-`device`; int fields int64 [B]. Order is sequential (except LinearTrainLoader) and nothing is dropped.
+Each yields (images, label, *other int fields): images float32 [B, 3, H, W] ([B, n, 3, H, W] for the patch
+bags), ImageNet-normalised, on `device`; int fields int64 [B]. Order is sequential (except LinearTrainLoader)
+and nothing is dropped.
 """
 from __future__ import annotations
 
@@ -51,8 +54,9 @@ class _ImageLoader:
         for images, *ints in self.loader:
             if self.torch_threads:  # see torch_threads_for: ffcv resets it at each epoch start
                 torch.set_num_threads(self.torch_threads)
-            images = images.squeeze(1) if images.ndim == 5 else images  # RandomCropsDecoder's views axis
-            x = self.normalize(to_float(images.permute(0, 3, 1, 2)))
+            if images.ndim == 5:  # RandomCropsDecoder's [B, views, H, W, 3]: one view is a plain batch
+                images = images.squeeze(1) if images.shape[1] == 1 else images
+            x = self.normalize(to_float(images.movedim(-1, -3)))  # channels last -> [..., 3, H, W]
             # ffcv reuses its output buffers for later batches: copy the (tiny) integer fields out.
             yield (x, *(t.view(-1).to(torch.int64, copy=True) for t in ints))
 
@@ -96,5 +100,22 @@ class LinearTrainLoader(_ImageLoader):
                                      seed=seed * 1_000_003 + rank)
         super().__init__(beton, decoder, ("label",), batch_size=batch_size, device=device, num_workers=num_workers,
                          os_cache=os_cache, distributed=distributed, order=order, seed=seed, drop_last=drop_last,
+                         batches_ahead=batches_ahead, manifest=manifest, settings=settings,
+                         torch_threads=torch_threads)
+
+
+class PatchBagEvalLoader(_ImageLoader):
+    """`patches` square crops of `patch_scale` of the image area per image, each resized to image_size and
+    flipped with p = 0.5, as EMP-SSL's training patches without the colour augmentations; yields
+    ([B, patches, 3, S, S], label). `evaluation.knn.extract_features` averages a bag's backbone features."""
+
+    def __init__(self, beton, *, image_size: int, patches: int, patch_scale: float, seed: int = 0,
+                 batch_size: int = 256, device="cpu", num_workers: int = 2, os_cache: bool = True,
+                 distributed: bool = False, batches_ahead: int = 3, manifest: Path | None = None,
+                 settings: dict | None = None, torch_threads: int | None = None):
+        decoder = RandomCropsDecoder((image_size, image_size), views=patches, scale=(patch_scale, patch_scale),
+                                     ratio=(1.0, 1.0), seed=seed * 1_000_003 + 17)
+        super().__init__(beton, decoder, ("label",), batch_size=batch_size, device=device, num_workers=num_workers,
+                         os_cache=os_cache, distributed=distributed, order="sequential", seed=0, drop_last=False,
                          batches_ahead=batches_ahead, manifest=manifest, settings=settings,
                          torch_threads=torch_threads)

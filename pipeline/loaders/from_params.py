@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..ffcv_io.datasets import BETON_DIR, MANIFESTS, plan_for
 from ..ffcv_io.encode import EncodeSettings
+from ..methods.catalog import PATCH_METHODS
 
 
 def expectations(params, name: str, beton_dir: Path = BETON_DIR, manifest_dir: Path = MANIFESTS) -> dict:
@@ -37,17 +38,32 @@ def ssl_loader(params, name: str = "classification_train", *, device="cpu", dist
               "seed": params.seed, "order": params.convert.loader.order,
               "crop_scale": tuple(params.convert.loader.crop_scale), "local_views": params.train.local_views,
               "local_size": params.train.local_image_size,
-              "local_crop_scale": tuple(params.convert.loader.local_crop_scale), **overrides}
+              "local_crop_scale": tuple(params.convert.loader.local_crop_scale), **_patches(params), **overrides}
     return SSLLoader(e["beton"], device=device, distributed=distributed, manifest=e["manifest"],
                      settings=e["settings"], **kwargs)
+
+
+def _patches(params) -> dict:
+    """EMP-SSL's training patches (docs/methods.md); nothing for the other methods."""
+    if params.method not in PATCH_METHODS:
+        return {}
+    return {"patches": params.loss.patches, "patch_scale": params.loss.patch_scale}
 
 
 def classification_eval_loader(params, name: str = "classification_val", *, device="cpu",
                                distributed: bool = False, beton_dir: Path = BETON_DIR,
                                manifest_dir: Path = MANIFESTS, **overrides):
-    from .eval import ClassificationEvalLoader
+    """Centre crops, or for the methods evaluated on bags of patches (EMP-SSL), loss.eval_patches patches of
+    each image (`PatchBagEvalLoader`)."""
+    from .eval import ClassificationEvalLoader, PatchBagEvalLoader
 
     e = expectations(params, name, beton_dir, manifest_dir)
+    if params.method in PATCH_METHODS:
+        kwargs = {**_common(params), "batch_size": params.eval.linear.batch_size,
+                  "image_size": params.train.image_size, "patches": params.loss.eval_patches,
+                  "patch_scale": params.loss.patch_scale, "seed": params.seed, **overrides}
+        return PatchBagEvalLoader(e["beton"], device=device, distributed=distributed, manifest=e["manifest"],
+                                  settings=e["settings"], **kwargs)
     kwargs = {**_common(params), "batch_size": params.eval.linear.batch_size, "image_size": params.train.image_size,
               "crop_ratio": params.convert.loader.eval_crop_ratio, **overrides}
     return ClassificationEvalLoader(e["beton"], device=device, distributed=distributed, manifest=e["manifest"],

@@ -10,6 +10,12 @@ ImageNet normalisation.
     for view1, view2, label in loader: ...   # float32 [B, 3, S, S] each, label int64 [B]
     loader = SSLLoader(..., local_views=4, local_size=16)
     for view1, view2, label, local in loader: ...   # local: 4 x float32 [B, 3, 16, 16]
+    loader = SSLLoader(..., patches=20, patch_scale=0.25)   # EMP-SSL: 20 equal patches per image
+    for view1, view2, label, local in loader: ...   # patches 1, 2 and 18 more, all [B, 3, S, S]
+
+EMP-SSL's patches are square crops of exactly `patch_scale` of the image area at image_size, each augmented
+with the authors' recipe (`PATCH_VIEW`): they are delivered as view 1, view 2 and `patches - 2` more views so
+that every method sees one batch layout.
 
 Under DDP (`distributed=True`, after `torch.distributed.init_process_group`) ffcv gives each rank its
 own shard of every epoch's permutation (DistributedSampler semantics); `rank` and `world_size` say which.
@@ -21,7 +27,7 @@ from typing import Iterator, NamedTuple
 
 import torch
 
-from .augment import TwoViewAugment
+from .augment import PATCH_VIEW, TwoViewAugment
 from .decoders import CropGroup, MultiCropDecoder, split_views
 from .ffcv_common import check_device, dist_info, int_pipeline, make_loader, order_option, torch_threads_for
 
@@ -59,7 +65,7 @@ class SSLLoader:
                  crop_scale: tuple[float, float] = (0.08, 1.0), batches_ahead: int = 3,
                  torch_threads: int | None = None, blur_kernel: int | None = None,
                  local_views: int = 0, local_size: int | tuple[int, int] | None = None,
-                 local_crop_scale: tuple[float, float] = (0.05, 0.25),
+                 local_crop_scale: tuple[float, float] = (0.05, 0.25), patches: int = 0, patch_scale: float = 0.25,
                  manifest: Path | None = None, settings: dict | None = None):
         self.beton = Path(beton)  # what the data is: the training fingerprint hashes its sidecar
         self.device = check_device(device)
@@ -72,7 +78,16 @@ class SSLLoader:
         ratio = (3 / 4 * aspect, 4 / 3 * aspect)
         if local_views < 0:
             raise ValueError(f"local_views = {local_views}: expected 0 (no multi-crop) or more")
-        self.groups = [CropGroup(2, height, width, tuple(crop_scale), ratio)]
+        views = {"blur_kernel": blur_kernel, "local_views": local_views}
+        if patches:
+            if patches < 2 or local_views:
+                raise ValueError(f"patches = {patches}, local_views = {local_views}: EMP-SSL's patches are at least 2"
+                                 " and replace multi-crop (local_views = 0)")
+            self.groups = [CropGroup(patches, height, width, (patch_scale, patch_scale), (aspect, aspect))]
+            views = {"blur_kernel": blur_kernel, "views": (PATCH_VIEW, PATCH_VIEW), "local_views": patches - 2,
+                     "local": PATCH_VIEW}
+        else:
+            self.groups = [CropGroup(2, height, width, tuple(crop_scale), ratio)]
         if local_views:
             if local_size is None:
                 raise ValueError(f"local_views = {local_views} needs local_size (the small views' side)")
@@ -84,8 +99,7 @@ class SSLLoader:
                                   pipelines={"image": [decoder, *self._to_device()],
                                              "label": int_pipeline(self.device)},
                                   keep=("image", "label"), manifest=manifest, settings=settings)
-        self.augment = TwoViewAugment(seed=seed, rank=self.rank, blur_kernel=blur_kernel,
-                                      local_views=local_views).to(self.device)
+        self.augment = TwoViewAugment(seed=seed, rank=self.rank, **views).to(self.device)
 
     def _to_device(self) -> list:
         from ffcv.transforms import ToDevice, ToTensor

@@ -8,6 +8,8 @@
 - infonce: temperature
 - nt_xent: temperature (SimCLR)
 - negative_cosine: none (SimSiam)
+- coding_rate: eps, invariance_weight (EMP-SSL)
+- swav: temperature, sinkhorn_eps, sinkhorn_iterations (method proto)
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import inspect
 from torch import nn
 
 from pipeline.losses.byol import BYOLLoss
+from pipeline.losses.coding_rate import CodingRateLoss
 from pipeline.losses.infonce import InfoNCELoss
 from pipeline.losses.negative_cosine import NegativeCosineLoss
 from pipeline.losses.nt_xent import NTXentLoss
+from pipeline.losses.swav import SwAVLoss
 from pipeline.losses.truncated_triplet import (VARIANTS, TruncatedTripletLoss, false_negative_rates,
                                                hardest_false_negative_rate)
 
@@ -29,6 +33,8 @@ LOSSES: dict[str, type[nn.Module]] = {
     "infonce": InfoNCELoss,
     "nt_xent": NTXentLoss,
     "negative_cosine": NegativeCosineLoss,
+    "coding_rate": CodingRateLoss,
+    "swav": SwAVLoss,
 }
 
 
@@ -62,6 +68,7 @@ def _lookup(name: str) -> type[nn.Module]:
     return LOSSES[name]
 
 
-__all__ = ["TruncatedTripletLoss", "BYOLLoss", "InfoNCELoss", "NTXentLoss", "NegativeCosineLoss", "LOSSES", "VARIANTS", "build_loss",
+__all__ = ["TruncatedTripletLoss", "BYOLLoss", "InfoNCELoss", "NTXentLoss", "NegativeCosineLoss", "CodingRateLoss",
+           "SwAVLoss", "LOSSES", "VARIANTS", "build_loss",
            "loss_hyperparameters", "false_negative_rates",
            "hardest_false_negative_rate"]

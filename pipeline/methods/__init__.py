@@ -4,6 +4,6 @@
 trains with, for the params schema. Adding a method is one file here (a `base.Method` subclass), one entry in
 `registry.METHODS` and in `catalog.METHOD_LOSSES`, one `conf/method/<name>.yaml` and one test.
 """
-from .catalog import METHOD_LOSSES, TAKES_LOCAL_VIEWS
+from .catalog import METHOD_LOSSES, PATCH_METHODS, TAKES_LOCAL_VIEWS
 
-__all__ = ["METHOD_LOSSES", "TAKES_LOCAL_VIEWS"]
+__all__ = ["METHOD_LOSSES", "PATCH_METHODS", "TAKES_LOCAL_VIEWS"]

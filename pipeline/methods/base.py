@@ -32,6 +32,13 @@ class Method(nn.Module):
 
     backbone: nn.Module
 
+    @classmethod
+    def from_params(cls, params) -> "Method":
+        """The method with params.model's backbone and head widths (methods with keys of their own read them
+        from params.loss, the group that holds the active method's keys)."""
+        m = params.model
+        return cls(m.arch, m.stem, m.projector_hidden, m.projector_out)
+
     def online_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
         """(name, parameter) pairs the optimiser updates: every trainable one unless the method says otherwise."""
         return ((name, p) for name, p in self.named_parameters() if p.requires_grad)

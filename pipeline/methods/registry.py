@@ -2,20 +2,16 @@
 from __future__ import annotations
 
 from .base import Method
-from .siamese import BYOL, InfoNCEOnBYOL, SiameseMethod, Triplet
+from .emp_ssl import EMPSSL
+from .proto import Proto
+from .siamese import BYOL, InfoNCEOnBYOL, Triplet
 from .simclr import SimCLR
 from .simsiam import SimSiam
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (Triplet, BYOL, InfoNCEOnBYOL, SimCLR, SimSiam)}
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (Triplet, BYOL, InfoNCEOnBYOL, SimCLR, SimSiam, EMPSSL,
+                                                               Proto)}
 
 
 def build_method(params) -> Method:
-    """The method `params.method` with `params.model`'s backbone and head widths."""
-    if params.method not in METHODS:
-        raise ValueError(f"method = {params.method!r}: expected one of {', '.join(METHODS)}")
-    cls, m = METHODS[params.method], params.model
-    if issubclass(cls, SiameseMethod):
-        return cls(m.arch, m.stem, m.projector_hidden, m.projector_out, m.predictor_hidden)
-    return cls(m.arch, m.stem, m.projector_hidden, m.projector_out)
-
-
+    """The method `params.method` (the params schema has checked the name against the catalog)."""
+    return METHODS[params.method].from_params(params)

@@ -9,6 +9,11 @@ from .base import Method
 class SiameseMethod(SiameseModel, Method):
     uses_target = True
 
+    @classmethod
+    def from_params(cls, params) -> "SiameseMethod":
+        m = params.model
+        return cls(m.arch, m.stem, m.projector_hidden, m.projector_out, m.predictor_hidden)
+
     def load_backbone(self, state: dict) -> None:
         self.backbone.load_state_dict(state)
         self.target_backbone.load_state_dict(state)  # the target starts as the online network

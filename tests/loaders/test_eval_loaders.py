@@ -13,7 +13,7 @@ from pipeline.ffcv_io.datasets import BetonPlan, convert_plan
 from pipeline.ffcv_io.encode import EncodeSettings
 from pipeline.loaders.augment import IMAGENET_MEAN, IMAGENET_STD
 from pipeline.loaders.decoders import bicubic_resize
-from pipeline.loaders.eval import ClassificationEvalLoader, LinearTrainLoader, ReidEvalLoader
+from pipeline.loaders.eval import ClassificationEvalLoader, LinearTrainLoader, PatchBagEvalLoader, ReidEvalLoader
 
 MEAN, STD = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 
@@ -92,6 +92,29 @@ def test_linear_train_loader_gives_single_crops(tiny):
     loader = LinearTrainLoader(tiny.train, image_size=16, seed=0, batch_size=8, drop_last=True)
     x, y = next(iter(loader))
     assert x.shape == (8, 3, 16, 16) and x.dtype == torch.float32 and y.dtype == torch.int64
+
+
+class ChannelMeans(torch.nn.Module):
+    """A stand-in backbone whose features are the per-channel means of its input."""
+
+    def forward(self, x):
+        return x.mean(dim=(2, 3))
+
+
+def test_patch_bags_are_fixed_per_image_and_their_feature_is_the_mean_over_patches(tiny):
+    from pipeline.evaluation.knn import extract_features
+
+    loader = PatchBagEvalLoader(tiny.train, image_size=16, patches=5, patch_scale=0.25, seed=0, batch_size=8)
+    first = [(x.clone(), y.clone()) for x, y in loader]
+    second = [(x.clone(), y.clone()) for x, y in loader]
+    x, y = first[0]
+    assert x.shape == (8, 5, 3, 16, 16) and x.dtype == torch.float32 and y.shape == (8,)
+    assert not torch.allclose(x[:, 0], x[:, 1])  # five different patches of each image
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(first, second))  # the same bag on every pass
+    feats, labels = extract_features(ChannelMeans(), first, torch.device("cpu"))
+    bags = torch.cat([x for x, _ in first])
+    torch.testing.assert_close(feats, bags.mean(dim=(3, 4)).mean(1))
+    assert torch.equal(labels, torch.cat([y for _, y in first]))
 
 
 def test_numba_types_are_not_mutated_by_ffcv(tiny):

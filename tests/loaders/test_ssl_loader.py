@@ -131,3 +131,20 @@ def test_multi_crop_adds_small_views_and_leaves_the_two_views_as_they_were(tiny,
         multi.set_augment_state({"view1": state["view1"], "view2": state["view2"]})
     with pytest.raises(ValueError, match="local_size"):
         SSLLoader(tiny.train, batch_size=8, image_size=16, local_views=2)
+
+
+def test_emp_ssl_patches_are_equal_square_crops_of_one_scale_each_augmented_by_the_authors_recipe(tiny):
+    from pipeline.loaders.augment import PATCH_VIEW
+    from pipeline.loaders.decoders import CropGroup, random_crop
+
+    loader = SSLLoader(tiny.train, batch_size=8, image_size=16, seed=0, num_workers=2, patches=4, patch_scale=0.25)
+    assert loader.groups == [CropGroup(4, 16, 16, (0.25, 0.25), (1.0, 1.0))]
+    assert random_crop(64, 48, 0.25, 0.25, 0.0, 0.0, 12345)[2:] == (28, 28)  # round(sqrt(0.25 * 64 * 48))
+    augments = [loader.augment.view1, loader.augment.view2, *loader.augment.local]
+    assert len(augments) == 4 and all(a.spec == PATCH_VIEW for a in augments)
+    batch = next(iter(loader))
+    patches = (batch.view1, batch.view2, *batch.local)
+    assert len(patches) == 4 and all(p.shape == (8, 3, 16, 16) for p in patches)
+    assert not torch.allclose(patches[2], patches[3])
+    with pytest.raises(ValueError, match=r"patches = 4, local_views = 2: EMP-SSL's patches .* replace multi-crop"):
+        SSLLoader(tiny.train, batch_size=8, image_size=16, patches=4, local_views=2, local_size=8)

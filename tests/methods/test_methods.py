@@ -61,9 +61,10 @@ def test_a_loss_switched_without_its_method_is_refused_naming_both():
         validate_params(compose(["loss=byol"]))
 
 
-def test_multi_crop_is_refused_for_two_view_methods():
-    with pytest.raises(ParamsError, match=r"train.local_views = 2: method 'simclr' takes two views"):
-        params_for("simclr", "train.local_views=2")
+@pytest.mark.parametrize("method", ["simclr", "simsiam", "emp_ssl"])
+def test_multi_crop_is_refused_for_methods_without_small_views(method):
+    with pytest.raises(ParamsError, match=rf"train.local_views = 2: method '{method}' takes no small views"):
+        params_for(method, "train.local_views=2")
 
 
 @pytest.mark.parametrize("method", sorted(METHOD_LOSSES))
@@ -138,11 +139,57 @@ def test_only_the_siamese_methods_have_a_target_that_follows_the_online_network(
                                        model.backbone.conv1.weight - 0.5)  # 0.5 * old + 0.5 * (old + 1)
 
 
-@pytest.mark.parametrize("method", ["simclr", "simsiam"])
-def test_the_pretraining_loop_trains_a_method_without_a_target(method, tmp_path):
+def test_emp_ssl_is_the_coding_rate_loss_on_the_projections_of_all_patches_in_one_batch():
+    torch.manual_seed(0)
+    p = params_for("emp_ssl")
+    model = build_method(p)
+    assert not hasattr(model, "predictor") and not model.uses_target
+    patches = [*views(seed=1), *views(seed=2)]  # 4 patches of 12 images
+    loss, terms, (first, second) = model(patches[0], patches[1], loss_for(p), local=tuple(patches[2:]))
+    z = model.projector(model.backbone(torch.cat(patches))).view(4, 12, -1)   # one pass: BN sees every patch
+    u = F.normalize(z, dim=-1)
+    dim = u.shape[-1]
+    rate = torch.stack([0.5 * torch.logdet(torch.eye(dim) + dim / (12 * p.loss.eps) * zi.T @ zi) for zi in u]).mean()
+    invariance = F.cosine_similarity(u, u.mean(0, keepdim=True), dim=-1).mean()
+    torch.testing.assert_close(loss, -rate - p.loss.invariance_weight * invariance)
+    assert set(terms) == {"coding_rate", "invariance"}
+    torch.testing.assert_close(first, z[0])
+    with pytest.raises(ValueError, match=r"emp_ssl: its patches share one size.*\(12, 3, 16, 16\)"):
+        model(patches[0], patches[1], loss_for(p), local=(torch.randn(12, 3, 16, 16),))
+
+
+def test_proto_is_swav_on_unit_prototypes_with_the_small_views_predicting_the_large_views_codes():
+    from pipeline.losses.swav import sinkhorn
+
+    torch.manual_seed(0)
+    p = params_for("proto", "loss.prototypes=10")
+    model = build_method(p)
+    assert model.prototypes.weight.shape == (10, p.model.projector_out) and not model.uses_target
+    with torch.no_grad():
+        model.prototypes.weight.mul_(3.0)  # an optimiser step leaves them off the sphere: forward renormalises
+    v1, v2 = views()
+    small = tuple(torch.randn(12, 3, 16, 16, generator=torch.Generator().manual_seed(i)) for i in range(2))
+    loss, _, _ = model(v1, v2, loss_for(p), local=small)
+    torch.testing.assert_close(model.prototypes.weight.norm(dim=1), torch.ones(10))
+    embed = lambda x: F.normalize(model.projector(model.backbone(x)), dim=1)  # noqa: E731
+    z1, z2 = embed(torch.cat([v1, v2])).chunk(2)
+    scores = [z @ model.prototypes.weight.T for z in (z1, z2, *embed(torch.cat(small)).chunk(2))]
+    expected = 0.0
+    for g in range(2):
+        codes = sinkhorn(scores[g].detach(), p.loss.sinkhorn_eps, p.loss.sinkhorn_iterations)
+        for v in range(4):
+            if v != g:
+                expected = expected - (codes * F.log_softmax(scores[v] / p.loss.temperature, dim=1)).sum(1).mean()
+    torch.testing.assert_close(loss, expected / (2 * 3))
+
+
+@pytest.mark.parametrize("method, extra", [("simclr", 0), ("simsiam", 0), ("emp_ssl", 2), ("proto", 2)])
+def test_the_pretraining_loop_trains_a_method_without_a_target(method, extra, tmp_path):
     params = params_for(method, "train.epochs=1", "train.image_size=32")
     v1, v2 = views()
-    loader = InMemoryLoader([(v1, v2, torch.arange(12) % 3)])
+    more = tuple(torch.randn(12, 3, 32 if method == "emp_ssl" else 16, 32 if method == "emp_ssl" else 16)
+                 for _ in range(extra))  # EMP-SSL's patches 3 and 4; multi-crop's small views for proto
+    loader = InMemoryLoader([(v1, v2, torch.arange(12) % 3, more) if extra else (v1, v2, torch.arange(12) % 3)])
     trainer = Pretrainer(params, tmp_path, loader, DistInfo(), torch.device("cpu"))
     w0 = trainer.model.backbone.conv1.weight.detach().clone()
     state = trainer.fit()
@@ -179,8 +226,14 @@ def test_a_key_of_another_loss_is_refused_naming_the_loss_and_its_keys():
         validate_params(raw)  # a misspelt name meets the method's check first, which names what is expected
 
 
-@pytest.mark.parametrize("group", ["truncated_triplet", "byol", "infonce", "nt_xent", "negative_cosine"])
+# Keys of a group that are the method's, not its loss's: who reads them.
+METHOD_KEYS = {"truncated_triplet": {"gather_negatives"},                      # the loop, under DDP
+               "coding_rate": {"patches", "patch_scale", "eval_patches"},      # the loaders
+               "swav": {"prototypes"}}                                          # the model
+
+
+@pytest.mark.parametrize("group", sorted(METHOD_LOSSES.values()))
 def test_each_loss_group_holds_only_the_keys_its_loss_takes(group):
     from pipeline.config import read_yaml
     keys = set(read_yaml(CONF / "loss" / f"{group}.yaml")) - {"name"}
-    assert keys == set(loss_hyperparameters(group)) | ({"gather_negatives"} if group == "truncated_triplet" else set())
+    assert keys == set(loss_hyperparameters(group)) | METHOD_KEYS.get(group, set())

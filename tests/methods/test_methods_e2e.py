@@ -1,5 +1,5 @@
 """`dvc exp run -S method=<name>` on the small project trains the method and records it: the methods without
-a target network (the siamese ones run in the default repro and, for BYOL, in the study's test)."""
+a target network (the siamese ones run in the default repro and, for BYOL and InfoNCE, in the study's test)."""
 from __future__ import annotations
 
 import json
@@ -25,9 +25,14 @@ def _exp_data(project: Path, name: str) -> dict:
     return found[0]
 
 
-@pytest.mark.parametrize("method, loss", [("simclr", "nt_xent"), ("simsiam", "negative_cosine")])
-def test_exp_run_with_a_method_switch_trains_it_and_dvc_lists_the_method(project, method, loss):
-    out = sh(project, "dvc", "exp", "run", "-n", method, "-S", f"method={method}", "pretrain").stdout
+@pytest.mark.parametrize("method, loss, extra", [
+    ("simclr", "nt_xent", []), ("simsiam", "negative_cosine", []),
+    ("emp_ssl", "coding_rate", ["loss.patches=3", "loss.eval_patches=2"]),  # kNN monitor on bags of 2 patches
+    ("proto", "swav", ["train.local_views=2"]),                               # with multi-crop's small views
+])
+def test_exp_run_with_a_method_switch_trains_it_and_dvc_lists_the_method(project, method, loss, extra):
+    sets = [arg for setting in [f"method={method}", *extra] for arg in ("-S", setting)]
+    out = sh(project, "dvc", "exp", "run", "-n", method, *sets, "pretrain").stdout
     assert "Running stage 'pretrain'" in out
     data = _exp_data(project, method)
     params = data["params"]["params.yaml"]["data"]

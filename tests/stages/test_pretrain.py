@@ -156,13 +156,18 @@ def test_nan_loss_stops_with_step_and_keeps_checkpoint(template, tmp_path):
     assert torch.load(project / "data/pretrain/checkpoint.pt", weights_only=True)["epoch"] >= 0
 
 
-# CI runs DDP with multi-crop's local views (two 16 px views per image on each rank); gather=True (negatives
-# ranked across both processes, two views) is the heavier variant: make test-all runs it.
-@pytest.mark.parametrize("gather, local_views", [(False, 2), pytest.param(True, 0, marks=pytest.mark.extended)])
-def test_two_process_gloo_run(template, tmp_path, gather, local_views):
+# CI runs DDP with multi-crop's local views (two 16 px views per image on each rank) and with EMP-SSL's patches;
+# gather_negatives (negatives ranked across both processes) and SwAV (Sinkhorn sums across both, small views)
+# are the heavier variants: make test-all runs them.
+@pytest.mark.parametrize("overrides", [
+    pytest.param(["loss.gather_negatives=false", "train.local_views=2"], id="triplet-multicrop"),
+    pytest.param(["method=emp_ssl", "loss.patches=4", "loss.eval_patches=2"], id="emp_ssl"),
+    pytest.param(["loss.gather_negatives=true"], id="triplet-gather", marks=pytest.mark.extended),
+    pytest.param(["method=proto", "train.local_views=2"], id="proto-multicrop", marks=pytest.mark.extended),
+])
+def test_two_process_gloo_run(template, tmp_path, overrides):
     project = _copy(template, tmp_path / "project")
-    _write_params(project, ["train.epochs=1", f"loss.gather_negatives={str(gather).lower()}",
-                            f"train.local_views={local_views}", "train.local_image_size=16"])
+    _write_params(project, ["train.epochs=1", "train.local_image_size=16", *overrides])
     env = os.environ | {"PYTHONPATH": str(REPO), "CI": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            "-m", "pipeline.stages.pretrain"], cwd=project, env=env, capture_output=True,
