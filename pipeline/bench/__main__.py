@@ -2,7 +2,7 @@
 
 `<name>` is a module of this package (pipeline/bench/<name>.py) with `main(argv)`; a new benchmark needs
 no registration here. main returns an exit code, or a dict that is printed as the final JSON line.
-  loader   the FFCV two-view SSL loader vs torchvision ImageFolder + DataLoader (img/s, ratio)
+  loader   the FFCV SSL loader vs torchvision ImageFolder + DataLoader, any views (--views 2x32+6x16; img/s, ratio)
   loss     forward + backward time of the losses
   train    images/s of real pretraining steps on the embedded default (with and without the loader)
   paper_train  pretraining images/s per GPU, FFCV loader vs torchvision loader (the paper profile on a GPU)
@@ -22,7 +22,7 @@ import pkgutil
 import sys
 from pathlib import Path
 
-NOT_BENCHES = {"__main__", "torchvision_ssl"}  # helpers of this package, not benchmarks
+NOT_BENCHES = {"__main__", "torchvision_ssl", "views"}  # helpers of this package, not benchmarks
 
 
 def available() -> list[str]:

@@ -1,16 +1,19 @@
-"""Benchmark: the FFCV two-view SSL loader against torchvision (ImageFolder + DataLoader, transforms.v2).
+"""Benchmark: the FFCV SSL loader against torchvision (ImageFolder + DataLoader, transforms.v2), same views.
 
-    python -m pipeline.bench loader [--rounds 3] [--batch-size N] [--workers N] [--device cpu|cuda]
-                                    [--images-224 512] [--no-224]
+    python -m pipeline.bench loader [--views 2x32+6x16] [--rounds 3] [--batch-size N] [--workers N]
+                                    [--device cpu|cuda] [--images-224 512] [--no-224]
 
-Both loaders produce the same thing: two BYOL-augmented, normalised float views per image, batched on
-`device`; throughput counts images (each giving two views) per second over whole epochs, after a warm-up
-epoch (numba compilation, worker start-up). They run in the same process, alternating epoch by epoch,
+Both loaders produce the same thing: the augmented, normalised float views of every image, batched on
+`device`: BYOL's pair by default, or what `--views` names (multi-crop `2x32+6x16`, EMP-SSL's patches
+`patches:20x32@0.25`; bench/views.py). Throughput counts images (each giving all its views) per second over
+whole epochs, after a warm-up epoch (numba compilation, worker start-up). They run in the same process, alternating epoch by epoch,
 and the median of `--rounds` epochs is reported, so a background load on the machine hits both alike.
 
-1. The embedded resolution: the train split of data.classification (64 px JPEGs) -> train.image_size crops.
-   Uses data/beton/classification_train.beton when it is current, otherwise converts into a temp folder.
-2. 224 px: a temporary set of 256 px JPEGs (--images-224, generated like the embedded dataset) -> 224.
+1. The embedded resolution: the train split of data.classification (64 px JPEGs) -> train.image_size crops
+   (or the `--views` layout). Uses data/beton/classification_train.beton when it is current, otherwise
+   converts into a temp folder.
+2. 224 px: a temporary set of 256 px JPEGs (--images-224, generated like the embedded dataset) -> the pair
+   at 224 (skipped with --views, whose sizes are the embedded comparison's).
 
 Batch size and workers default to train.batch_size and train.num_workers (ffcv: decoder threads;
 torchvision: worker processes). The last line of output is one JSON object; `ratio` = ffcv / torchvision.
@@ -31,6 +34,8 @@ from pathlib import Path
 
 import torch
 
+from .views import ViewLayout, parse_views
+
 log = logging.getLogger("pipeline.bench")
 TARGET_RATIO = 5.0
 
@@ -47,20 +52,21 @@ def _rate(batches, device: torch.device) -> float:
 
 
 def _tv_batches(loader, device: torch.device):
-    """torchvision batches moved to the device like the ffcv ones: ((v1, v2), label) -> (v1, v2, label)."""
-    for (v1, v2), label in loader:
-        yield v1.to(device, non_blocking=True), v2.to(device, non_blocking=True), label.to(device)
+    """torchvision batches moved to the device like the ffcv ones: ([v1, v2, ...], label) -> (v1, v2, ..., label)."""
+    for views, label in loader:
+        yield (*(v.to(device, non_blocking=True) for v in views), label.to(device))
 
 
 def compare(beton: Path, folder: Path, *, size: int, batch_size: int, workers: int, rounds: int, seed: int,
-            device: torch.device, crop_scale=(0.08, 1.0), label: str = "") -> dict:
+            device: torch.device, crop_scale=(0.08, 1.0), label: str = "", layout: ViewLayout | None = None) -> dict:
     from ..loaders.ssl import SSLLoader
     from .torchvision_ssl import torchvision_loader
 
-    ffcv = SSLLoader(beton, batch_size=batch_size, image_size=size, seed=seed, device=device,
-                     num_workers=workers, crop_scale=crop_scale)
+    layout = layout or ViewLayout(size, tuple(crop_scale))
+    ffcv = SSLLoader(beton, batch_size=batch_size, seed=seed, device=device, num_workers=workers,
+                     **layout.loader_kwargs())
     tv = torchvision_loader(folder, size=size, batch_size=batch_size, num_workers=workers, seed=seed,
-                            scale=crop_scale, pin_memory=device.type == "cuda")
+                            layout=layout, pin_memory=device.type == "cuda")
     if len(ffcv) == 0 or len(tv) == 0:
         raise ValueError(f"{beton} / {folder}: fewer images than one batch of {batch_size}")
     t0 = time.perf_counter()
@@ -76,7 +82,7 @@ def compare(beton: Path, folder: Path, *, size: int, batch_size: int, workers: i
     med = {k: statistics.median(v) for k, v in rates.items()}
     return {"ffcv_img_s": round(med["ffcv"], 1), "torchvision_img_s": round(med["torchvision"], 1),
             "ratio": round(med["ffcv"] / med["torchvision"], 2), "ffcv_decode_img_s": round(med["ffcv_decode"], 1),
-            "images": len(ffcv) * batch_size}
+            "images": len(ffcv) * batch_size, "views": layout.describe(), "views_per_image": layout.views_per_image}
 
 
 def _embedded_beton(params, tmp: Path) -> Path:
@@ -125,6 +131,8 @@ def main(argv: list[str]) -> int:
     from ..ffcv_io.encode import EncodeSettings
 
     ap = argparse.ArgumentParser(prog="python -m pipeline.bench loader", description=__doc__.split("\n")[0])
+    ap.add_argument("--views", help="the views per image, e.g. 2x32+6x16 or patches:20x32@0.25 (bench/views.py); "
+                                    "default: the pair at train.image_size")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batch-size", type=int)
     ap.add_argument("--workers", type=int)
@@ -138,6 +146,12 @@ def main(argv: list[str]) -> int:
     except ParamsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    loader_cfg = params.convert.loader
+    try:
+        layout = parse_views(args.views, loader_cfg.crop_scale, loader_cfg.local_crop_scale) if args.views else None
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     device = torch.device(args.device)
     batch = args.batch_size or params.train.batch_size
     workers = params.train.num_workers if args.workers is None else args.workers
@@ -150,8 +164,8 @@ def main(argv: list[str]) -> int:
         folder = Path(c.root) / c.train_split
         result.update(compare(beton, folder, size=params.train.image_size, batch_size=batch, workers=workers,
                               rounds=args.rounds, seed=params.seed, device=device,
-                              crop_scale=tuple(params.convert.loader.crop_scale), label="embedded"))
-        if not args.no_224:
+                              crop_scale=tuple(loader_cfg.crop_scale), label="embedded", layout=layout))
+        if not args.no_224 and layout is None:
             settings = EncodeSettings.from_params(params.convert)
             folder224, beton224 = _large_set(tmp, args.images_224, params.seed, settings)
             r224 = compare(beton224, folder224, size=224, batch_size=min(batch, args.images_224 // 2),

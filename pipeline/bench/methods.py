@@ -5,9 +5,11 @@
 Every method is params.yaml with its method switched as `-S method=<name>` switches it (its loss section
 composed from conf/, everything else as in params.yaml), and trains through the pretrain stage's own step
 (`Pretrainer._step`: forward, backward, optimiser and, where the method has one, the EMA target update) on
-the same real augmented batches held in memory, in interleaved rounds (best round each). FLOPs are counted
-with `FlopCounterMode` over one step (matmuls and convolutions, forward and backward). JSON: per method
-`img_s`, `gflop_per_image` and `img_s_vs_triplet`.
+the same real augmented batches held in memory, in interleaved rounds (best round each): the pair of views
+for most methods, loss.patches patches per image for EMP-SSL (the same images, cut as its loader cuts them).
+FLOPs are counted with `FlopCounterMode` over one step (matmuls and convolutions, forward and backward).
+JSON: per method `img_s` (images, whatever the views per image), `gflop_per_image`, `views_per_image` and
+`img_s_vs_triplet`.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import torch
 
 from ..config import compose, load_params, validate_params
 from ..loaders.from_params import ssl_loader
-from ..methods import METHOD_LOSSES
+from ..methods import METHOD_LOSSES, PATCH_METHODS
 from ..train.loop import pick_device
 from .levers import _threads, _time, _trainer
 from .machine import count_flops, cpu_model
@@ -52,33 +54,48 @@ def main(argv: list[str]) -> dict:
     if device.type != "cpu":
         raise SystemExit("bench methods runs on the CPU: set train.device=cpu")
     cores = os.cpu_count() or 1
-    cached = []
-    for batch in ssl_loader(params, device=device, torch_threads=cores):
-        cached.append(tuple(x.clone() for x in batch))  # the same real views for every method
-        if len(cached) >= 4:
-            break
+    layouts = {}  # the same real images for every method; one loader per way of cutting views
+    for method in methods:
+        patches = method in PATCH_METHODS
+        if patches not in layouts:
+            layouts[patches] = _batches(with_method(params, method) if patches else params, device, cores)
+    cached = {method: layouts[method in PATCH_METHODS] for method in methods}
     return measure(params, cached, methods, steps=args.steps, warmup=args.warmup, rounds=args.rounds)
 
 
-def measure(params, cached: list, methods: list[str], *, steps: int, warmup: int, rounds: int) -> dict:
+def _batches(params, device, cores: int, count: int = 4) -> list[tuple]:
+    cached = []
+    for batch in ssl_loader(params, device=device, torch_threads=cores):
+        view1, view2, label, *local = batch
+        cached.append((view1.clone(), view2.clone(), label.clone(), *(tuple(v.clone() for v in local[0]),) * bool(local)))
+        if len(cached) >= count:
+            return cached
+    return cached
+
+
+def measure(params, cached: dict[str, list], methods: list[str], *, steps: int, warmup: int, rounds: int) -> dict:
+    """cached: per method, the batches it trains on (view 1, view 2, labels[, more views])."""
     cores = os.cpu_count() or 1
     trainers, gflop = {}, {}
     with _threads(cores):
         for method in methods:
-            trainer = _trainer(with_method(params, method), "plain", cached)
-            _time(trainer, cached, warmup)
-            _, flops = count_flops(trainer._step, cached[0], 0, {"loss": 0.0, "n": 0})
-            trainers[method], gflop[method] = trainer, flops / len(cached[0][0]) / 1e9
+            batches = cached[method]
+            trainer = _trainer(with_method(params, method), "plain", batches)
+            _time(trainer, batches, warmup)
+            _, flops = count_flops(trainer._step, batches[0], 0, {"loss": 0.0, "n": 0})
+            trainers[method], gflop[method] = trainer, flops / len(batches[0][0]) / 1e9
         best = {m: 0.0 for m in methods}
         for r in range(rounds):
             for method in methods:
-                best[method] = max(best[method], _time(trainers[method], cached, steps))
+                best[method] = max(best[method], _time(trainers[method], cached[method], steps))
             _say(f"round {r + 1}/{rounds}: " + ", ".join(f"{m} {best[m]:.1f}" for m in methods) + " img/s")
     t = params.train
     reference = best.get("triplet")
     result = {"bench": "methods", "cpu_model": cpu_model(), "cores": cores, "arch": params.model.arch,
               "batch_size": t.batch_size, "image_size": t.image_size, "steps": steps, "rounds": rounds}
     for method in methods:
+        batch = cached[method][0]
         result[method] = {"img_s": round(best[method], 1), "gflop_per_image": round(gflop[method], 4),
+                          "views_per_image": 2 + (len(batch[3]) if len(batch) > 3 else 0),
                           "img_s_vs_triplet": round(best[method] / reference, 3) if reference else None}
     return result

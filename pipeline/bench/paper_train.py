@@ -85,7 +85,7 @@ def main(argv: list[str]) -> dict:
         yield from ffcv
 
     def tv_epoch(_epoch):
-        for (v1, v2), label in tv:
+        for (v1, v2), label in tv:  # the default layout: two views
             yield v1.to(device, non_blocking=True), v2.to(device, non_blocking=True), label.to(device)
 
     trainer = Pretrainer(params, Path(tempfile.mkdtemp(prefix="bench-paper-")), ffcv,

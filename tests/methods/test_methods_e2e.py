@@ -1,5 +1,5 @@
-"""`dvc exp run -S method=<name>` on the small project trains the method and records it: the methods without
-a target network (the siamese ones run in the default repro and, for BYOL and InfoNCE, in the study's test)."""
+"""`dvc exp run -S method=<name>` on the small project trains every method and records it (the paper's triplet
+runs in the default repro and the `-S loss.k=3` tests), and EMP-SSL's linear evaluation uses bags of patches."""
 from __future__ import annotations
 
 import json
@@ -26,7 +26,7 @@ def _exp_data(project: Path, name: str) -> dict:
 
 
 @pytest.mark.parametrize("method, loss, extra", [
-    ("simclr", "nt_xent", []), ("simsiam", "negative_cosine", []),
+    ("byol", "byol", []), ("infonce", "infonce", []), ("simclr", "nt_xent", []), ("simsiam", "negative_cosine", []),
     ("emp_ssl", "coding_rate", ["loss.patches=3", "loss.eval_patches=2"]),  # kNN monitor on bags of 2 patches
     ("proto", "swav", ["train.local_views=2"]),                               # with multi-crop's small views
 ])
@@ -39,3 +39,12 @@ def test_exp_run_with_a_method_switch_trains_it_and_dvc_lists_the_method(project
     assert (params["method"], params["loss"]["name"]) == (method, loss)
     metrics = data["metrics"]["data/pretrain/metrics.json"]["data"]
     assert metrics["epochs"] >= 1 and 0.0 <= metrics["knn_top1"] <= 1.0
+
+
+def test_emp_ssl_is_linearly_evaluated_on_bags_of_patches(project):
+    sh(project, "dvc", "exp", "run", "-n", "emp_ssl_linear", "-S", "method=emp_ssl", "-S", "loss.patches=3",
+       "-S", "loss.eval_patches=2", "-S", "eval.linear.fast_features=false", "linear_eval")
+    linear = _exp_data(project, "emp_ssl_linear")["metrics"]["data/linear/metrics.json"]["data"]
+    # The authors' protocol: features extracted once from bags of patches, whatever fast_features says.
+    assert linear["protocol"]["features"] == "patch_bag" and linear["protocol"]["fast_features"] is True
+    assert 0.0 <= linear["pretrained"]["top1"] <= 1.0

@@ -156,14 +156,14 @@ def test_nan_loss_stops_with_step_and_keeps_checkpoint(template, tmp_path):
     assert torch.load(project / "data/pretrain/checkpoint.pt", weights_only=True)["epoch"] >= 0
 
 
-# CI runs DDP with multi-crop's local views (two 16 px views per image on each rank) and with EMP-SSL's patches;
-# gather_negatives (negatives ranked across both processes) and SwAV (Sinkhorn sums across both, small views)
-# are the heavier variants: make test-all runs them.
+# DDP with multi-crop's local views (two 16 px views per image on each rank), EMP-SSL's patches and SwAV
+# (Sinkhorn sums across both processes, small views); gather_negatives (negatives ranked across both
+# processes) is a variant make test-all runs.
 @pytest.mark.parametrize("overrides", [
     pytest.param(["loss.gather_negatives=false", "train.local_views=2"], id="triplet-multicrop"),
     pytest.param(["method=emp_ssl", "loss.patches=4", "loss.eval_patches=2"], id="emp_ssl"),
     pytest.param(["loss.gather_negatives=true"], id="triplet-gather", marks=pytest.mark.extended),
-    pytest.param(["method=proto", "train.local_views=2"], id="proto-multicrop", marks=pytest.mark.extended),
+    pytest.param(["method=proto", "train.local_views=2"], id="proto-multicrop"),
 ])
 def test_two_process_gloo_run(template, tmp_path, overrides):
     project = _copy(template, tmp_path / "project")
