@@ -330,6 +330,7 @@ class Coco(Strict):
 
 
 class Eval(Strict):
+    seeds: int = Field(ge=1, le=20)  # runs of each evaluation that trains something (linear head, COCO, SYSU adaptation)
     knn: Knn
     linear: Linear
     reid: Reid

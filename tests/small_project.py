@@ -22,7 +22,7 @@ SMALL = {  # conf/<file> -> keys to override, so that `dvc exp run` (which recom
         "coco": {"train_images": 6, "val_images": 3}},
     "train/cpu.yaml": {"epochs": 1, "batch_size": 16, "image_size": 24},
     "model/resnet18.yaml": {"projector_hidden": 64, "projector_out": 32, "predictor_hidden": 64},
-    "eval/default.yaml": {"knn": {"k": 10}, "linear": {"epochs": 2, "batch_size": 32},
+    "eval/default.yaml": {"seeds": 2, "knn": {"k": 10}, "linear": {"epochs": 2, "batch_size": 32},
                           "reid": {"height": 64, "width": 32, "batch_size": 16},
                           "coco": {"iterations": 2, "batch_size": 2, "train_sizes": [64], "test_size": 64,
                                    "fpn_channels": 16}},

@@ -67,7 +67,8 @@ def _batches(params, device, cores: int, count: int = 4) -> list[tuple]:
     cached = []
     for batch in ssl_loader(params, device=device, torch_threads=cores):
         view1, view2, label, *local = batch
-        cached.append((view1.clone(), view2.clone(), label.clone(), *(tuple(v.clone() for v in local[0]),) * bool(local)))
+        more = (tuple(v.clone() for v in local[0]),) if local else ()  # multi-crop's or EMP-SSL's further views
+        cached.append((view1.clone(), view2.clone(), label.clone(), *more))
         if len(cached) >= count:
             return cached
     return cached

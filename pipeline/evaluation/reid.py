@@ -91,7 +91,7 @@ def _average_precision(ranks: torch.Tensor) -> float:
 
 @torch.no_grad()
 def evaluate(query_feats, query_ids, query_cams, gallery_feats, gallery_ids, gallery_cams, *,
-             chunk: int = 65536, block_bytes: int = 256 * 2**20) -> dict:
+             chunk: int = 65536, block_bytes: int = 256 * 2**20, per_query: bool = False) -> dict:
     """Rank-1/5/10 and mAP (fractions in [0, 1]) of query-to-gallery retrieval under the SYSU-30k protocol.
 
     query_feats [Q, D], gallery_feats [G, D]: float arrays or tensors (numpy arrays are used without a
@@ -99,7 +99,9 @@ def evaluate(query_feats, query_ids, query_cams, gallery_feats, gallery_ids, gal
     device, the gallery is moved there chunk by chunk). *_ids, *_cams: integer [Q] / [G]. Gallery ids:
     -1 = junk, DISTRACTOR_ID (-1000) = distractor; query ids must be >= 0.
     chunk: gallery rows per matrix product; block_bytes: bound on one block of query x gallery scores.
-    Returns {rank1, rank5, rank10, mAP, queries, queries_evaluated, queries_without_match, gallery}.
+    Returns {rank1, rank5, rank10, mAP, queries, queries_evaluated, queries_without_match, gallery}; with
+    per_query, also "per_query": {rank1, rank5, rank10 (0 / 1 hits), AP} for each evaluated query in order
+    (what compares two backbones query by query).
     """
     q = _feats(query_feats, "query_feats")
     g = _feats(gallery_feats, "gallery_feats")
@@ -139,6 +141,7 @@ def evaluate(query_feats, query_ids, query_cams, gallery_feats, gallery_ids, gal
     columns = torch.arange(n_gallery, device=device)
     hits = torch.zeros(len(CMC_RANKS), dtype=torch.int64)
     ap_sum, evaluated, without_match = 0.0, 0, 0
+    items = {**{f"rank{n}": [] for n in CMC_RANKS}, "AP": []}
     for b0 in range(0, len(q), rows_per_block):
         b1 = min(len(q), b0 + rows_per_block)
         scores = block[: b1 - b0]
@@ -165,15 +168,22 @@ def evaluate(query_feats, query_ids, query_cams, gallery_feats, gallery_ids, gal
                 ((row[None, :] == m[:, None]) & (columns[None, :] < good[:, None])).sum(1)
             ranks = ahead.cpu()
             best = int(ranks.min())
-            hits += torch.tensor([best < n for n in CMC_RANKS])
-            ap_sum += _average_precision(ranks)
+            hit = torch.tensor([best < n for n in CMC_RANKS])
+            hits += hit
+            ap = _average_precision(ranks)
+            ap_sum += ap
             evaluated += 1
+            if per_query:
+                for n, h in zip(CMC_RANKS, hit.tolist()):
+                    items[f"rank{n}"].append(float(h))
+                items["AP"].append(ap)
     if evaluated == 0:
         raise ValueError(f"none of the {len(q)} queries has a good match in the gallery (same identity, "
                          "another camera); check the identities and cameras")
-    return {**{f"rank{n}": hits[i].item() / evaluated for i, n in enumerate(CMC_RANKS)},
-            "mAP": ap_sum / evaluated, "queries": len(q), "queries_evaluated": evaluated,
-            "queries_without_match": without_match, "gallery": n_gallery}
+    result = {**{f"rank{n}": hits[i].item() / evaluated for i, n in enumerate(CMC_RANKS)},
+              "mAP": ap_sum / evaluated, "queries": len(q), "queries_evaluated": evaluated,
+              "queries_without_match": without_match, "gallery": n_gallery}
+    return {**result, "per_query": items} if per_query else result
 
 
 @torch.no_grad()

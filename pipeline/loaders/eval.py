@@ -50,6 +50,10 @@ class _ImageLoader:
     def __len__(self) -> int:
         return len(self.loader)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration epoch `epoch` (its order and crops), e.g. when resuming a run."""
+        self.loader.next_epoch = int(epoch)
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         for images, *ints in self.loader:
             if self.torch_threads:  # see torch_threads_for: ffcv resets it at each epoch start

@@ -52,13 +52,13 @@ def _patches(params) -> dict:
 
 def classification_eval_loader(params, name: str = "classification_val", *, device="cpu",
                                distributed: bool = False, beton_dir: Path = BETON_DIR,
-                               manifest_dir: Path = MANIFESTS, **overrides):
-    """Centre crops, or for the methods evaluated on bags of patches (EMP-SSL), loss.eval_patches patches of
-    each image (`PatchBagEvalLoader`)."""
+                               manifest_dir: Path = MANIFESTS, patch_bags: bool | None = None, **overrides):
+    """Centre crops, or for the methods evaluated on bags of patches (EMP-SSL; patch_bags=None: as the
+    method says), loss.eval_patches patches of each image (`PatchBagEvalLoader`)."""
     from .eval import ClassificationEvalLoader, PatchBagEvalLoader
 
     e = expectations(params, name, beton_dir, manifest_dir)
-    if params.method in PATCH_METHODS:
+    if params.method in PATCH_METHODS if patch_bags is None else patch_bags:
         kwargs = {**_common(params), "batch_size": params.eval.linear.batch_size,
                   "image_size": params.train.image_size, "patches": params.loss.eval_patches,
                   "patch_scale": params.loss.patch_scale, "seed": params.seed, **overrides}

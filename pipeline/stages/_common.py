@@ -68,6 +68,12 @@ def _exit_on_sigterm() -> Callable[[], None]:
     return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
+def eval_seeds(params, base: int | None = None) -> list[int]:
+    """The seeds of the evaluations that train something: eval.seeds of them, from `base` (default: seed)."""
+    start = params.seed if base is None else base
+    return [start + i for i in range(params.eval.seeds)]
+
+
 def write_metrics(path: Path, metrics: dict) -> None:
     """metrics.json, sorted and indented (stable diffs in git), renamed into place only when complete."""
     write_text_atomic(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")

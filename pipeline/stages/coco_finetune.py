@@ -1,9 +1,12 @@
-"""Stage `coco_finetune`: Mask R-CNN (FPN) fine-tuned on COCO from the pretrained and a random-init backbone.
+"""Stage `coco_finetune`: Mask R-CNN (FPN) fine-tuned on COCO from the pretrained backbone, a random-init one and
+the supervised reference, once per seed in eval.seeds (from eval.coco.seed, null: the top-level seed).
 
-Both runs use the same schedule, data order and seed, so the difference is the backbone alone. Outputs in
-data/coco/ (written to data/coco.partial/ and renamed when complete): metrics.json (box and mask AP, AP50,
-AP75 on the val split for `pretrained` and `random_init`, and their `gain`) and predictions.png (a few val
-images: ground truth, then each model's detections). Under torchrun each process trains on its shard of
+For a seed, every backbone gets the same schedule, data order and new-layer initialisation, so the difference
+is the backbone alone; backbones are compared seed by seed (docs/evaluation.md). Outputs in data/coco/
+(written to data/coco.partial/ and renamed when complete): metrics.json (mean box and mask AP, AP50, AP75 on
+the val split per backbone, their sd and per-seed values, the `gain`, a verdict per backbone pair, the share
+of the supervised gain recovered) and predictions.png (a few val images: ground truth, then each model's
+detections, first seed). Under torchrun each process trains on its shard of
 every batch (SyncBatchNorm on CUDA); rank 0 evaluates and writes.
 """
 from __future__ import annotations
@@ -16,21 +19,24 @@ import torch
 
 from ..evaluation import coco_eval
 from ..evaluation.backbone_io import load_backbone, random_backbone
+from ..evaluation.compare import backbone_block, compare
 from ..evaluation.coco_data import load_split
 from ..evaluation.detection import FinetuneDiverged, build_detector, finetune, predict, resolve_schedule
 from ..io_safety import AtomicDir, write_text_atomic
 from ..train import distributed as dist_utils
 from ..train.loop import pick_device
-from ._common import StageFailed, log, run_stage
+from ._common import StageFailed, eval_seeds, log, run_stage
 
 OUT = Path("data/coco")
 BACKBONE = Path("data/pretrain/backbone.pt")
+SUPERVISED = Path("data/supervised/backbone.pt")
 MANIFESTS = Path("data/validated/manifests")
 PICTURE_IMAGES = 4
 
 
-def run_coco(params, out: Path = OUT, backbone_path: Path = BACKBONE, manifests: Path | None = MANIFESTS) -> dict:
-    """Fine-tune and evaluate both backbones; write metrics.json and predictions.png into `out`."""
+def run_coco(params, out: Path = OUT, backbone_path: Path = BACKBONE, manifests: Path | None = MANIFESTS,
+             supervised_path: Path = SUPERVISED) -> dict:
+    """Fine-tune and evaluate the three backbones once per seed; write metrics.json and predictions.png into `out`."""
     c, coco = params.data.coco, params.eval.coco
     device = pick_device("auto")
     dist = dist_utils.init_from_env(device.type)
@@ -45,40 +51,61 @@ def run_coco(params, out: Path = OUT, backbone_path: Path = BACKBONE, manifests:
                  "%d train / %d val images, %d classes", coco.schedule, schedule.iterations, schedule.batch_size,
                  schedule.lr, list(schedule.steps), list(coco.train_sizes), coco.test_size, len(train), len(val),
                  len(train.cat_to_label))
-        seed = params.seed if coco.seed is None else coco.seed
+        seeds = eval_seeds(params, params.seed if coco.seed is None else coco.seed)
         keep = tuple(val.image_ids[:PICTURE_IMAGES])
-        blocks, shown = {}, {}
-        backbones = {"pretrained": lambda: load_backbone(backbone_path, params.model.arch, params.model.stem)[0],
-                     "random_init": lambda: random_backbone(params.model.arch, params.model.stem, params.seed)[0]}
-        for name, make in backbones.items():
-            start = time.perf_counter()
-            torch.manual_seed(seed)  # the new layers start identical in both runs
-            model = build_detector(make(), len(train.cat_to_label), list(coco.train_sizes), coco.test_size,
-                                   coco.fpn_channels).to(device)
-            net = _wrap(model, params, dist, device)
-            try:
-                losses = finetune(net, train, schedule, list(coco.train_sizes), device=device, seed=seed,
-                                  rank=dist.rank, world_size=dist.world_size, num_workers=coco.num_workers,
-                                  desc=name)
-            except FinetuneDiverged as e:
-                raise StageFailed(str(e)) from None
-            if dist.is_main:
-                results, shown[name] = predict(model, val, coco.test_size, device=device, keep=keep)
-                blocks[name] = coco_eval.evaluate(val.split.coco, results, val.image_ids)
-                blocks[name]["final_loss"] = {k: round(v, 4) for k, v in sorted(losses.items())}
-                log.info("%s: box AP %.4f, mask AP %.4f (%.0f s)", name, blocks[name]["bbox"]["AP"],
-                         blocks[name]["segm"]["AP"], time.perf_counter() - start)
-            dist_utils.barrier()
+        runs, shown = {}, {}
+        backbones = {"random_init": lambda: random_backbone(params.model.arch, params.model.stem, params.seed)[0],
+                     "pretrained": lambda: load_backbone(backbone_path, params.model.arch, params.model.stem)[0],
+                     "supervised": lambda: load_backbone(supervised_path, params.model.arch, params.model.stem)[0]}
+        for seed in seeds:
+            for name, make in backbones.items():
+                start = time.perf_counter()
+                torch.manual_seed(seed)  # the new layers start identical for every backbone
+                model = build_detector(make(), len(train.cat_to_label), list(coco.train_sizes), coco.test_size,
+                                       coco.fpn_channels).to(device)
+                net = _wrap(model, params, dist, device)
+                try:
+                    losses = finetune(net, train, schedule, list(coco.train_sizes), device=device, seed=seed,
+                                      rank=dist.rank, world_size=dist.world_size, num_workers=coco.num_workers,
+                                      desc=f"{name} seed {seed}")
+                except FinetuneDiverged as e:
+                    raise StageFailed(str(e)) from None
+                if dist.is_main:
+                    results, picture = predict(model, val, coco.test_size, device=device, keep=keep)
+                    shown.setdefault(name, picture)  # the first seed's detections
+                    block = coco_eval.evaluate(val.split.coco, results, val.image_ids)
+                    block["final_loss"] = {k: round(v, 4) for k, v in sorted(losses.items())}
+                    runs.setdefault(name, []).append(block)
+                    log.info("%s seed %d: box AP %.4f, mask AP %.4f (%.0f s)", name, seed, block["bbox"]["AP"],
+                             block["segm"]["AP"], time.perf_counter() - start)
+                dist_utils.barrier()
         if not dist.is_main:
             return {}
-        metrics = {**blocks, "gain": {t: {k: round(blocks["pretrained"][t][k] - blocks["random_init"][t][k], 6)
-                                          for k in coco_eval.STAT_NAMES} for t in coco_eval.IOU_TYPES},
-                   "schedule": coco.schedule, "iterations": schedule.iterations, "batch_size": schedule.batch_size,
-                   "seed": seed}
+        metrics = summarise_runs(runs)
+        metrics.update({"schedule": coco.schedule, "iterations": schedule.iterations,
+                        "batch_size": schedule.batch_size, "seeds": seeds})
         _write(out, metrics, val, keep, shown)
         return metrics
     finally:
         dist_utils.shutdown()
+
+
+def summarise_runs(runs: dict[str, list[dict]]) -> dict:
+    """Per backbone: the mean box / mask AP, AP50, AP75 in COCO's nesting, their sd and per-seed values, the
+    last seed's final losses; the gain, and the verdicts over the seeds (keys `bbox_AP`, `segm_AP`, ...)."""
+    per_seed = {name: {f"{t}_{k}": [r[t][k] for r in rs] for t in coco_eval.IOU_TYPES for k in coco_eval.STAT_NAMES}
+                for name, rs in runs.items()}
+    metrics = {}
+    for name, values in per_seed.items():
+        flat = backbone_block(values)
+        metrics[name] = {t: {k: flat[f"{t}_{k}"] for k in coco_eval.STAT_NAMES} for t in coco_eval.IOU_TYPES}
+        metrics[name]["sd"] = {key: flat[f"{key}_sd"] for key in values}
+        metrics[name]["per_seed"] = flat["per_seed"]
+        metrics[name]["final_loss"] = runs[name][-1]["final_loss"]
+    metrics["gain"] = {t: {k: round(metrics["pretrained"][t][k] - metrics["random_init"][t][k], 6)
+                           for k in coco_eval.STAT_NAMES} for t in coco_eval.IOU_TYPES}
+    metrics.update(compare(per_seed))
+    return metrics
 
 
 def _wrap(model, params, dist, device):

@@ -1,10 +1,12 @@
 """Stage `reid_eval`: SYSU-30k person re-identification by direct retrieval (docs/method.md section 4).
 
-The pretrained backbone (data/pretrain/backbone.pt) and its random-init twin (the pretrain stage's starting
-weights, `seed`) are evaluated with the same protocol: each image resized to eval.reid.height x width
+The pretrained backbone (data/pretrain/backbone.pt), its random-init twin (the pretrain stage's starting
+weights, `seed`) and the supervised reference (data/supervised/backbone.pt) are evaluated with the same
+protocol: each image resized to eval.reid.height x width
 (bicubic), ImageNet-normalised, layer4 global-average-pooled feature of the image plus that of its
 horizontal flip, L2-normalised, cosine ranking of the gallery (pipeline.evaluation.reid). Outputs in
-data/reid/: metrics.json (both backbones' rank-1/5/10 and mAP, and the gain) and top5.png (a few queries with
+data/reid/: metrics.json (each backbone's rank-1/5/10 and mAP, the gain, and a verdict per backbone pair:
+retrieval is deterministic, so backbones are compared query by query, docs/evaluation.md) and top5.png (a few queries with
 their first five gallery images under the pretrained backbone; green = true match, red = wrong).
 
 With eval.reid.adapt_epochs = N > 0, each backbone is first trained N more epochs, self-supervised, on the
@@ -12,9 +14,9 @@ SYSU-30k training images (data/beton/sysu_train.beton; the bag labels are not us
 epochs) before retrieval: the pretrain stage's method and loop (pipeline.evaluation.adapt: SiameseModel,
 params.loss, BYOL two-view augmentations, EMA target, train.optimizer with warm-up + cosine) on
 eval.reid.adapt_height x adapt_width crops (default 128 x 64, half the retrieval size: the embedded images'
-own size), eval.reid.adapt_batch_size images per batch, lr eval.reid.adapt_lr (null = train.lr). The
-random-init twin is adapted too, with the same heads' seed, schedule and batches, so the comparison stays
-like for like: "pretrained" vs "random init" then both mean "+ N adaptation epochs". metrics.json records
+own size), eval.reid.adapt_batch_size images per batch, lr eval.reid.adapt_lr (null = train.lr). Every
+backbone is adapted, with the same heads' seed, schedule and batches, so the comparison stays like for
+like ("+ N adaptation epochs" for all), once per seed in eval.seeds, compared seed by seed. metrics.json records
 the adaptation under "protocol" (epochs, steps, lr, final loss of each backbone).
 """
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch
 
 from ..evaluation.adapt import TooFewBatches, adapt_backbone
 from ..evaluation.backbone_io import load_backbone, random_backbone
+from ..evaluation.compare import backbone_block, compare
 from ..evaluation.plots import save_figure
 from ..evaluation.reid import DISTRACTOR_ID, evaluate, top_k
 from ..ffcv_io.datasets import MANIFESTS, plan_for, read_manifest, selected_rows
@@ -34,10 +37,13 @@ from ..ffcv_io.sidecar import read_layout
 from ..loaders.from_params import reid_eval_loader, ssl_loader
 from ..progress import show_progress
 from ..train.loop import TrainingDiverged, pick_device
-from ._common import StageFailed, log, run_stage, write_metrics
+from ._common import StageFailed, eval_seeds, log, run_stage, write_metrics
 
 BACKBONE = Path("data/pretrain/backbone.pt")
+SUPERVISED = Path("data/supervised/backbone.pt")
 OUT = Path("data/reid")
+METRICS = ("rank1", "rank5", "rank10", "mAP")
+COUNTS = ("queries", "queries_evaluated", "queries_without_match", "gallery")
 PICTURE_QUERIES = 4
 
 
@@ -159,39 +165,55 @@ def main() -> None:
         device = pick_device(params.train.device)
         threads = {"torch_threads": os.cpu_count()} if device.type == "cpu" else {}
         arch, stem = params.model.arch, params.model.stem
-        backbones = {"pretrained": load_backbone(BACKBONE, arch, stem)[0],
-                     "random_init": random_backbone(arch, stem, params.seed)[0]}
-        adaptation = None
-        if cfg.adapt_epochs > 0:
-            backbones, adaptation = adapt(params, backbones, device, threads)
-        feats, sets = {}, {}
-        for split in ("query", "gallery"):
-            loader = reid_eval_loader(params, f"sysu_{split}", device=device, **threads)
-            feats[split], *sets[split] = extract(loader, backbones, device, split)
-            log.info("%s: %d images, %d-d features", split, len(sets[split][0]), feats[split]["pretrained"].shape[1])
-        metrics = {}
-        for name in backbones:
-            try:
-                metrics[name] = evaluate(feats["query"][name], *sets["query"], feats["gallery"][name], *sets["gallery"])
-            except ValueError as e:
-                raise StageFailed(f"{name} backbone: {e}") from None
-            log.info("%s: rank-1 %.4f rank-5 %.4f rank-10 %.4f mAP %.4f", name, metrics[name]["rank1"],
-                     metrics[name]["rank5"], metrics[name]["rank10"], metrics[name]["mAP"])
-        metrics["gain"] = {k: metrics["pretrained"][k] - metrics["random_init"][k]
-                           for k in ("rank1", "rank5", "rank10", "mAP")}
-        metrics["protocol"] = {"height": cfg.height, "width": cfg.width, "flip": True, "adapt_epochs": cfg.adapt_epochs}
+        start = {"random_init": random_backbone(arch, stem, params.seed)[0],
+                 "pretrained": load_backbone(BACKBONE, arch, stem)[0],
+                 "supervised": load_backbone(SUPERVISED, arch, stem)[0]}
+        loaders = {split: reid_eval_loader(params, f"sysu_{split}", device=device, **threads)
+                   for split in ("query", "gallery")}
+        # Retrieval alone is deterministic: one run, backbones compared query by query. Adaptation trains:
+        # one run per seed, backbones compared seed by seed.
+        seeds = eval_seeds(params) if cfg.adapt_epochs > 0 else [params.seed]
+        per_seed = {name: {k: [] for k in METRICS} for name in start}
+        adaptation, feats, sets, last = None, {}, {}, {}
+        for seed in seeds:
+            backbones = start
+            if cfg.adapt_epochs > 0:
+                backbones, adaptation = adapt(params.model_copy(update={"seed": seed}), start, device, threads)
+            for split, loader in loaders.items():
+                feats[split], *sets[split] = extract(loader, backbones, device, split)
+            for name in backbones:
+                try:
+                    last[name] = evaluate(feats["query"][name], *sets["query"], feats["gallery"][name],
+                                          *sets["gallery"], per_query=True)
+                except ValueError as e:
+                    raise StageFailed(f"{name} backbone: {e}") from None
+                for k in METRICS:
+                    per_seed[name][k].append(last[name][k])
+                log.info("%s (seed %d): rank-1 %.4f rank-5 %.4f rank-10 %.4f mAP %.4f", name, seed,
+                         last[name]["rank1"], last[name]["rank5"], last[name]["rank10"], last[name]["mAP"])
+        metrics = {name: {**backbone_block(values), **{k: last[name][k] for k in COUNTS}}
+                   for name, values in per_seed.items()}
+        metrics["gain"] = {k: metrics["pretrained"][k] - metrics["random_init"][k] for k in METRICS}
+        by_query = None if cfg.adapt_epochs > 0 else {
+            name: {k: r["per_query"]["AP" if k == "mAP" else k] for k in METRICS} for name, r in last.items()}
+        metrics.update(compare(per_seed, by_query))
+        metrics["protocol"] = {"height": cfg.height, "width": cfg.width, "flip": True, "adapt_epochs": cfg.adapt_epochs,
+                               "seeds": seeds, "compared": "per seed" if cfg.adapt_epochs > 0 else "per query"}
         if adaptation is not None:
             metrics["protocol"]["adaptation"] = adaptation
 
         OUT.mkdir(parents=True, exist_ok=True)
-        p = metrics["pretrained"]
+        p = last["pretrained"]
         _picture(OUT / "top5.png", rows, {s: feats[s]["pretrained"] for s in feats}, sets,
                  f"{arch} pretrained{f' + {cfg.adapt_epochs} SYSU adaptation epoch(s)' if adaptation else ''}, "
                  f"rank-1 {p['rank1']:.3f}, mAP {p['mAP']:.3f} "
                  f"({p['queries_evaluated']} queries, {p['gallery']} gallery images)")
         write_metrics(OUT / "metrics.json", metrics)
-        log.info("gain over random init: rank-1 %+.4f, mAP %+.4f -> %s", metrics["gain"]["rank1"],
-                 metrics["gain"]["mAP"], OUT / "metrics.json")
+        v = metrics["verdicts"]
+        log.info("mAP: pretrained %.4f, random init %.4f, supervised %.4f; pretrained %s random init, supervised %s "
+                 "random init -> %s", metrics["pretrained"]["mAP"], metrics["random_init"]["mAP"],
+                 metrics["supervised"]["mAP"], v["pretrained_vs_random_init"]["mAP"]["verdict"],
+                 v["supervised_vs_random_init"]["mAP"]["verdict"], OUT / "metrics.json")
 
     run_stage("reid_eval", body)
 

@@ -1,4 +1,5 @@
-"""The coco_finetune stage on a tiny project: both blocks, the gain, the picture; clear errors."""
+"""The coco_finetune stage on a tiny project: three backbones over seeds, the gain, verdicts, the picture; clear
+errors."""
 from __future__ import annotations
 
 import json
@@ -20,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 COCO_CFG = {"train_images": 8, "val_images": 4, "min_size": 48, "max_size": 64, "max_objects": 2,
             "jpeg_quality": 90}
 OVERRIDES = ["eval.coco.iterations=3", "eval.coco.batch_size=2", "eval.coco.train_sizes=[48,64]",
-             "eval.coco.test_size=64", "eval.coco.fpn_channels=16"]
+             "eval.coco.test_size=64", "eval.coco.fpn_channels=16", "eval.seeds=2"]
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +40,9 @@ def project(tmp_path_factory) -> Path:
     (project / "data/pretrain").mkdir(parents=True)
     net, _ = random_backbone("resnet18", "imagenet", seed=123)  # stands in for a pretrained export
     torch.save(export_backbone_state_dict(net), project / "data/pretrain/backbone.pt")
+    (project / "data/supervised").mkdir(parents=True)
+    net, _ = random_backbone("resnet18", "imagenet", seed=321)  # and for the supervised reference
+    torch.save(export_backbone_state_dict(net), project / "data/supervised/backbone.pt")
     return project
 
 
@@ -48,21 +52,24 @@ def _stage(project: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-def test_tiny_run_writes_both_blocks_gain_and_picture(project):
+def test_tiny_run_writes_three_blocks_over_seeds_gain_verdicts_and_picture(project):
     proc = _stage(project)
     assert proc.returncode == 0, proc.stderr
     m = json.loads((project / "data/coco/metrics.json").read_text())
-    for block in ("pretrained", "random_init"):
+    for block in ("pretrained", "random_init", "supervised"):
         for iou_type in ("bbox", "segm"):
             assert set(m[block][iou_type]) == {"AP", "AP50", "AP75"}
             assert all(0.0 <= v <= 1.0 for v in m[block][iou_type].values())
         assert "loss_mask" in m[block]["final_loss"]
+        per_seed = m[block]["per_seed"]["bbox_AP"]
+        assert len(per_seed) == 2 and m[block]["bbox"]["AP"] == pytest.approx(sum(per_seed) / 2)
     assert m["gain"]["bbox"]["AP"] == pytest.approx(m["pretrained"]["bbox"]["AP"] - m["random_init"]["bbox"]["AP"])
-    assert (m["schedule"], m["iterations"], m["batch_size"]) == ("short", 3, 2)
+    assert m["verdicts"]["supervised_vs_random_init"]["bbox_AP"]["n"] == 2
+    assert (m["schedule"], m["iterations"], m["batch_size"], m["seeds"]) == ("short", 3, 2, [0, 1])
     png = (project / "data/coco/predictions.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     assert not (project / "data/coco.partial").exists()
-    assert "iteration 3/3" in proc.stderr  # plain log lines when not on a terminal
+    assert "iteration 3/3" in proc.stderr and "supervised seed 1" in proc.stderr  # plain log lines off a terminal
 
 
 def test_wrong_backbone_and_empty_val_are_one_error_line(project, tmp_path):
@@ -96,13 +103,15 @@ def test_finetune_seed_defaults_to_the_top_level_seed_and_changes_only_the_finet
     from pipeline.stages.coco_finetune import run_coco
 
     def run(*overrides):
-        params = validate_params(compose([f"data.coco.root={project / 'coco'}", *OVERRIDES, *overrides]))
+        params = validate_params(compose([f"data.coco.root={project / 'coco'}", *OVERRIDES, "eval.seeds=1",
+                                          *overrides]))
         return run_coco(params, out=tmp_path / "_".join(overrides or ("default",)),
                         backbone_path=project / "data/pretrain/backbone.pt",
-                        manifests=project / "data/validated/manifests")
+                        manifests=project / "data/validated/manifests",
+                        supervised_path=project / "data/supervised/backbone.pt")
 
     default, seed5, top5 = run(), run("eval.coco.seed=5"), run("seed=5")
-    assert (default["seed"], seed5["seed"], top5["seed"]) == (0, 5, 5)
+    assert (default["seeds"], seed5["seeds"], top5["seeds"]) == ([0], [5], [5])
     # Another fine-tuning seed is another run (heads, data order) ...
     assert seed5["pretrained"]["final_loss"] != default["pretrained"]["final_loss"]
     # ... while the random-init backbone stays the top-level seed's: seed=5 also changes that backbone.

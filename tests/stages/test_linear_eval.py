@@ -1,4 +1,5 @@
-"""The linear_eval stage on a tiny classification project: both backbones, both feeding paths, clean errors."""
+"""The supervised and linear_eval stages on a tiny classification project: the supervised reference trains and
+resumes; linear evaluation scores three backbones over seeds with verdicts, both feeding paths, clean errors."""
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ from pipeline.data.manifest import classification_tables
 from pipeline.evaluation.backbone_io import random_backbone
 from pipeline.ffcv_io.datasets import convert_all
 from pipeline.models import export_backbone_state_dict
-from pipeline.stages import _common, linear_eval
+from pipeline.stages import _common, linear_eval, supervised
 
 CLS = {"classes": 3, "image_size": 32, "train_per_class": 8, "val_per_class": 4, "palette_size": 8,
        "scale": [0.5, 0.85], "max_distractors": 1, "jpeg_quality": 90}
@@ -36,26 +37,59 @@ def project(tmp_path_factory) -> Path:
     (root / "data/pretrain").mkdir()
     torch.save(export_backbone_state_dict(random_backbone("resnet18", "imagenet", 123)[0]),
                root / "data/pretrain/backbone.pt")
+    (root / "data/supervised").mkdir()
+    torch.save(export_backbone_state_dict(random_backbone("resnet18", "imagenet", 321)[0]),
+               root / "data/supervised/backbone.pt")  # replaced by the supervised stage's test below
     return root
 
 
-def _run(monkeypatch, cwd: Path, *extra: str) -> None:
+def _run(monkeypatch, cwd: Path, *extra: str, stage=linear_eval) -> None:
     params = validate_params(compose([*OVERRIDES, *extra]))
     monkeypatch.chdir(cwd)
     monkeypatch.setattr(_common, "load_params", lambda: params)
-    linear_eval.main()
+    stage.main()
+
+
+def test_the_supervised_reference_learns_the_labels_and_resumes(project, monkeypatch, capsys):
+    before = torch.load(project / "data/supervised/backbone.pt", weights_only=True)["conv1.weight"]
+    _run(monkeypatch, project, "train.epochs=8", "train.batch_size=12", "train.lr=1e-3", stage=supervised)
+    m = json.loads((project / "data/supervised/metrics.json").read_text())
+    assert (m["epochs"], m["steps"]) == (8, 16)  # 24 training images, batch 12, every batch full
+    assert 0.0 <= m["val_top1"] <= 1.0
+    lines = (project / "data/supervised/curve.csv").read_text().splitlines()
+    assert lines[0] == "epoch,loss,val_top1" and len(lines) == 9
+    # The labels are learnt: the loss falls from the first epoch to the last.
+    losses = [float(line.split(",")[1]) for line in lines[1:]]
+    assert losses[-1] < losses[0]
+    weights = torch.load(project / "data/supervised/backbone.pt", weights_only=True)
+    assert "fc.weight" not in weights and not torch.equal(weights["conv1.weight"], before)
+    # A re-run of the finished run resumes from its checkpoint and trains nothing more.
+    capsys.readouterr()
+    _run(monkeypatch, project, "train.epochs=8", "train.batch_size=12", "train.lr=1e-3", stage=supervised)
+    err = capsys.readouterr().err
+    assert "resumed from data/supervised/checkpoint.pt at epoch 8" in err and "epoch 8/8" not in err
+    assert torch.equal(torch.load(project / "data/supervised/backbone.pt", weights_only=True)["conv1.weight"],
+                       weights["conv1.weight"])
 
 
 @pytest.mark.parametrize("fast", ["true", "false"])
-def test_outputs_for_both_backbones(project, monkeypatch, fast):
-    _run(monkeypatch, project, f"eval.linear.fast_features={fast}")
+def test_outputs_for_three_backbones_over_seeds_with_verdicts(project, monkeypatch, fast):
+    _run(monkeypatch, project, f"eval.linear.fast_features={fast}", "eval.seeds=2")
     m = json.loads((project / "data/linear/metrics.json").read_text())
-    for name in ("pretrained", "random_init"):
+    for name in ("pretrained", "random_init", "supervised"):
         assert 0 <= m[name]["top1"] <= m[name]["top5"] <= 1
+        assert len(m[name]["per_seed"]["top1"]) == 2
+        assert m[name]["top1"] == pytest.approx(sum(m[name]["per_seed"]["top1"]) / 2)
+        assert m[name]["top1_sd"] is not None and m[name]["top1_sd"] >= 0
     assert m["gain"]["top1"] == pytest.approx(m["pretrained"]["top1"] - m["random_init"]["top1"])
+    assert set(m["verdicts"]) == {"pretrained_vs_random_init", "supervised_vs_random_init",
+                                  "pretrained_vs_supervised"}
+    for pair in m["verdicts"].values():
+        assert pair["top1"]["verdict"] in ("ahead", "behind", "within spread") and pair["top1"]["n"] == 2
+    assert m["protocol"]["seeds"] == [0, 1]
     assert m["protocol"]["fast_features"] is (fast == "true") and m["protocol"]["epochs"] == 2
     lines = (project / "data/linear/curve.csv").read_text().splitlines()
-    assert lines[0] == "epoch,pretrained_val_top1,random_init_val_top1" and len(lines) == 3
+    assert lines[0] == "epoch,random_init_val_top1,pretrained_val_top1,supervised_val_top1" and len(lines) == 3
     assert (project / "data/linear/curve.png").read_bytes()[:4] == b"\x89PNG"
     assert not list((project / "data/linear").glob("*.tmp*"))
 

@@ -41,6 +41,9 @@ def template(tmp_path_factory) -> Path:
     (root / "data/pretrain").mkdir()
     torch.save(export_backbone_state_dict(random_backbone("resnet18", "imagenet", 123)[0]),
                root / "data/pretrain/backbone.pt")
+    (root / "data/supervised").mkdir()
+    torch.save(export_backbone_state_dict(random_backbone("resnet18", "imagenet", 321)[0]),
+               root / "data/supervised/backbone.pt")
     return root
 
 
@@ -65,12 +68,17 @@ def test_metrics_picture_and_determinism(template, tmp_path, monkeypatch):
     out = project / "data/reid"
     first = (out / "metrics.json").read_text()
     m = json.loads(first)
-    for name in ("pretrained", "random_init"):
+    for name in ("pretrained", "random_init", "supervised"):
         assert m[name]["queries"] == 4 and m[name]["gallery"] == 4 + 6 and m[name]["queries_without_match"] == 0
         assert all(0 <= m[name][k] <= 1 for k in ("rank1", "rank5", "rank10", "mAP"))
         assert m[name]["rank1"] <= m[name]["rank5"] <= m[name]["rank10"]
+        assert m[name]["per_seed"]["mAP"] == [m[name]["mAP"]]  # one deterministic run
     assert m["gain"]["mAP"] == pytest.approx(m["pretrained"]["mAP"] - m["random_init"]["mAP"])
-    assert m["protocol"] == {"height": 64, "width": 32, "flip": True, "adapt_epochs": 0}
+    # Retrieval is deterministic: backbones are compared query by query (4 queries).
+    verdict = m["verdicts"]["supervised_vs_random_init"]["mAP"]
+    assert verdict["n"] == 4 and verdict["difference"] == pytest.approx(m["supervised"]["mAP"] - m["random_init"]["mAP"])
+    assert m["protocol"] == {"height": 64, "width": 32, "flip": True, "adapt_epochs": 0, "seeds": [0],
+                             "compared": "per query"}
     assert (out / "top5.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "top5.png"]  # no temporary files left
     _run(monkeypatch, project)
@@ -100,7 +108,7 @@ ADAPT = ["eval.reid.adapt_epochs=1", "eval.reid.adapt_batch_size=4", "loss.k_end
          "model.predictor_hidden=32"]
 
 
-def test_adaptation_trains_both_backbones_before_retrieval(template, tmp_path, monkeypatch):
+def test_adaptation_trains_every_backbone_before_retrieval_once_per_seed(template, tmp_path, monkeypatch):
     project = shutil.copytree(template, tmp_path / "project")
     exported = torch.load(project / "data/pretrain/backbone.pt", weights_only=True)
     evaluated = []
@@ -111,24 +119,29 @@ def test_adaptation_trains_both_backbones_before_retrieval(template, tmp_path, m
         return real_extract(loader, backbones, device, desc)
 
     monkeypatch.setattr(reid_eval, "extract", spy)
-    _run(monkeypatch, project, *ADAPT)
-    # Retrieval ran on the adapted weights, not on backbone.pt or the plain random init.
+    _run(monkeypatch, project, *ADAPT, "eval.seeds=2")
+    # Retrieval ran on the adapted weights, not on backbone.pt or the plain random init: query and gallery
+    # for each of the two seeds, whose adaptations differ.
     random_conv1 = random_backbone("resnet18", "imagenet", 0)[0].conv1.weight
-    assert len(evaluated) == 2
+    assert len(evaluated) == 4
     for weights in evaluated:
         assert not torch.equal(weights["pretrained"], exported["conv1.weight"])
         assert not torch.equal(weights["random_init"], random_conv1)
+    assert not torch.equal(evaluated[0]["pretrained"], evaluated[2]["pretrained"])
     m = json.loads((project / "data/reid/metrics.json").read_text())
     adaptation = m["protocol"].pop("adaptation")
-    assert m["protocol"] == {"height": 64, "width": 32, "flip": True, "adapt_epochs": 1}
+    assert m["protocol"] == {"height": 64, "width": 32, "flip": True, "adapt_epochs": 1, "seeds": [0, 1],
+                             "compared": "per seed"}
+    assert m["verdicts"]["pretrained_vs_random_init"]["mAP"]["n"] == 2
     final = adaptation.pop("final_loss")
-    assert set(final) == {"pretrained", "random_init"} and all(100 < v < 300 for v in final.values())
+    assert set(final) == {"pretrained", "random_init", "supervised"} and all(100 < v < 300 for v in final.values())
     train = _params(*ADAPT).train  # the pretraining recipe (eval.reid.adapt_lr is null: train.lr)
     assert adaptation == {"data": "sysu_train", "epochs": 1, "steps": 1, "steps_per_epoch": 1, "batch_size": 4,
                           "height": 32, "width": 16, "lr": train.lr, "warmup_epochs": 0.5,
                           "optimizer": train.optimizer, "loss": "truncated_triplet"}
-    for name in ("pretrained", "random_init"):
+    for name in ("pretrained", "random_init", "supervised"):
         assert all(0 <= m[name][k] <= 1 for k in ("rank1", "rank5", "rank10", "mAP"))
+        assert len(m[name]["per_seed"]["rank1"]) == 2
     assert sorted(p.name for p in (project / "data/reid").iterdir()) == ["metrics.json", "top5.png"]
 
 
