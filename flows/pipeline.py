@@ -21,6 +21,7 @@ from typing import Callable
 
 import flows  # noqa: F401  (PREFECT_HOME and analytics defaults, before prefect is imported)
 from pipeline import dvc_cli
+from pipeline.evaluation import summary
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -168,6 +169,9 @@ def publish_report(project_dir: str, results: list[dict], before: dict, override
            "| stage | metric | value | previous run | change | HEAD |", "|---|---|---|---|---|---|"]
     md += [f"| {r['stage']} | {r['metric']} | {_fmt(r['value'])} | {_fmt(r['previous run'])} | "
            f"{_fmt(r['change'])} | {_fmt(r['HEAD'])} |" for r in rows if r["value"] is not None]
+    table = summary.markdown(root)
+    if table.count("\n") > 2:  # the evaluations x backbones table, once the evaluations have run
+        md += ["", "## Evaluations: random init, pretrained, supervised (docs/evaluation.md)", "", table]
     md += ["", "## Links", ""]
     md += [f"- Plots (`dvc plots show`): [{PLOTS_DIR}/index.html]({plots_link})" if plots_link
            else "- Plots: none rendered"]

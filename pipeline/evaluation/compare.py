@@ -74,7 +74,11 @@ def compare(per_backbone: dict[str, dict[str, list[float]]], paired: dict[str, d
                                     else (per_backbone[a][m], per_backbone[b][m]))) for m in metrics}
     share = {}
     if set(BACKBONES) <= set(names):
-        share = {m: supervised_share(*(mean_sd(per_backbone[b][m])[0] for b in BACKBONES)) for m in metrics}
+        # Only a gain the evaluation can see is a yardstick: with the supervised reference not ahead of random
+        # init beyond two standard errors, the share is undefined (None), not a ratio of noise.
+        control = verdicts["supervised_vs_random_init"]
+        share = {m: supervised_share(*(mean_sd(per_backbone[b][m])[0] for b in BACKBONES))
+                 if control[m]["verdict"] == "ahead" else None for m in metrics}
     return {"verdicts": verdicts, "supervised_share": share}
 
 

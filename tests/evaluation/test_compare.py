@@ -43,10 +43,14 @@ def test_compare_pairs_seeds_or_the_given_items_and_blocks_keep_means_under_the_
     assert out["verdicts"]["pretrained_vs_supervised"]["top1"]["verdict"] == "behind"
     assert out["supervised_share"]["top1"] == pytest.approx((0.315 - 0.11) / (0.495 - 0.11))
     per_query = {"random_init": {"top1": [0, 0, 1, 0]}, "pretrained": {"top1": [1, 1, 1, 0]},
-                 "supervised": {"top1": [1, 1, 1, 1]}}
+                 "supervised": {"top1": [1, 0, 1, 1]}}
     single = {name: {"top1": [sum(v["top1"]) / 4]} for name, v in per_query.items()}
-    paired = compare(single, per_query)["verdicts"]["pretrained_vs_random_init"]["top1"]
+    out = compare(single, per_query)
+    paired = out["verdicts"]["pretrained_vs_random_init"]["top1"]
     assert paired["n"] == 4 and paired["difference"] == pytest.approx(0.5)
+    # The supervised reference is not ahead beyond two standard errors (2 of 4 queries better): no share.
+    assert out["verdicts"]["supervised_vs_random_init"]["top1"]["verdict"] == "within spread"
+    assert out["supervised_share"]["top1"] is None
     block = backbone_block({"top1": [0.3, 0.5]})
     assert block["top1"] == pytest.approx(0.4) and block["top1_sd"] == pytest.approx(math.sqrt(0.02))
     assert block["per_seed"] == {"top1": [0.3, 0.5]}

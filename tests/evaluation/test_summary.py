@@ -1,0 +1,33 @@
+"""The evaluations x backbones table: means with the seeds' sd, verdicts, the supervised share, runs."""
+from __future__ import annotations
+
+import json
+
+from pipeline.evaluation.compare import backbone_block, compare
+from pipeline.evaluation.summary import markdown, rows
+
+
+def _write(root, path, metrics):
+    file = root / path
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps(metrics))
+
+
+def test_table_rows_come_from_the_evaluations_metrics(tmp_path):
+    per_seed = {"random_init": {"top1": [0.30, 0.32, 0.31]}, "pretrained": {"top1": [0.60, 0.62, 0.61]},
+                "supervised": {"top1": [0.90, 0.91, 0.92]}}
+    linear = {name: backbone_block(v) for name, v in per_seed.items()}
+    linear.update(compare(per_seed))
+    linear["protocol"] = {"seeds": [0, 1, 2]}
+    _write(tmp_path, "data/linear/metrics.json", linear)
+    _write(tmp_path, "data/coco/metrics.json", {"pretrained": {"bbox": {"AP": 0.1}}})  # before the reference
+    table = rows(tmp_path)
+    assert [r["evaluation"] for r in table] == ["linear top-1"]
+    row = table[0]
+    assert row["pretrained"] == "0.610 ± 0.010" and row["supervised"] == "0.910 ± 0.010"
+    assert row["supervised_vs_random_init"].startswith("ahead (+0.600)")
+    assert row["pretrained_vs_supervised"].startswith("behind")
+    assert row["share"] == "0.50" and row["runs"] == "3 seed(s)"
+    text = markdown(tmp_path)
+    assert text.splitlines()[0].startswith("| evaluation | random init | pretrained | supervised |")
+    assert "| linear top-1 | 0.310 ± 0.010 | 0.610 ± 0.010 | 0.910 ± 0.010 |" in text
