@@ -309,7 +309,7 @@ def test_bad_pool_and_offset():
 
 # --- registry ---------------------------------------------------------------------------------------------
 def test_build_loss_registry():
-    assert set(LOSSES) == {"truncated_triplet", "byol", "infonce", "nt_xent", "negative_cosine"}
+    assert set(LOSSES) == {"truncated_triplet", "byol", "infonce", "nt_xent", "negative_cosine", "coding_rate", "swav"}
     triplet = build_loss("truncated_triplet", k=3, k_end=7, variant="rank", gamma=1.5, margin=0.5)
     assert isinstance(triplet, TruncatedTripletLoss)
     assert (triplet.k, triplet.k_end, triplet.variant, triplet.gamma, triplet.margin) == (3, 7, "rank", 1.5, 0.5)
