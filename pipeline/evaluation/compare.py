@@ -21,6 +21,11 @@ BACKBONES = ("random_init", "pretrained", "supervised")
 PAIRS = (("pretrained", "random_init"), ("supervised", "random_init"), ("pretrained", "supervised"))
 
 
+def pair_name(a: str, b: str) -> str:
+    """The verdicts' key of the pair a vs b, e.g. `pretrained_vs_random_init`."""
+    return f"{a}_vs_{b}"
+
+
 def mean_sd(values: Sequence[float]) -> tuple[float, float | None]:
     """Mean and sample standard deviation (None for a single value)."""
     values = [float(v) for v in values]
@@ -59,19 +64,15 @@ def compare(per_backbone: dict[str, dict[str, list[float]]], paired: dict[str, d
 
     per_backbone: backbone -> metric -> per-seed values (same seeds, same order for every backbone).
     paired: backbone -> metric -> per-item values to pair instead of the seeds (e.g. per-query AP), for
-    metrics whose runs are deterministic.
+    evaluations whose runs are deterministic (every metric of per_backbone, for every backbone).
     Returns {"verdicts": {"<a>_vs_<b>": {metric: {difference, two_se, verdict, n}}},
              "supervised_share": {metric: share}} for the backbones present.
     """
     names = [b for b in BACKBONES if b in per_backbone]
     metrics = list(next(iter(per_backbone.values())))
-    verdicts = {}
-    for a, b in PAIRS:
-        if a in names and b in names:
-            source = {m: (paired or {}).get(a, {}).get(m) for m in metrics}
-            verdicts[f"{a}_vs_{b}"] = {
-                m: paired_verdict(*((paired[a][m], paired[b][m]) if source[m] is not None
-                                    else (per_backbone[a][m], per_backbone[b][m]))) for m in metrics}
+    items = paired if paired is not None else per_backbone  # what is paired: items, else the seeds
+    verdicts = {pair_name(a, b): {m: paired_verdict(items[a][m], items[b][m]) for m in metrics}
+                for a, b in PAIRS if a in names and b in names}
     share = {}
     if set(BACKBONES) <= set(names):
         # Only a gain the evaluation can see is a yardstick: with the supervised reference not ahead of random

@@ -9,16 +9,17 @@ import json
 import sys
 from pathlib import Path
 
-# (label, metrics file, metric key for the verdicts, how to read a backbone's mean and sd from its block)
+from .compare import BACKBONES, PAIRS as PAIR_ORDER, mean_sd, pair_name
+
+# (label, metrics file, metric key): the key names the per-seed values and the verdicts of every backbone block.
 ROWS = (
-    ("linear top-1", "data/linear/metrics.json", "top1", lambda b: (b["top1"], b.get("top1_sd"))),
-    ("SYSU-30k mAP", "data/reid/metrics.json", "mAP", lambda b: (b["mAP"], b.get("mAP_sd"))),
-    ("SYSU-30k rank-1", "data/reid/metrics.json", "rank1", lambda b: (b["rank1"], b.get("rank1_sd"))),
-    ("COCO box AP", "data/coco/metrics.json", "bbox_AP", lambda b: (b["bbox"]["AP"], b.get("sd", {}).get("bbox_AP"))),
-    ("COCO mask AP", "data/coco/metrics.json", "segm_AP", lambda b: (b["segm"]["AP"], b.get("sd", {}).get("segm_AP"))),
+    ("linear top-1", "data/linear/metrics.json", "top1"),
+    ("SYSU-30k mAP", "data/reid/metrics.json", "mAP"),
+    ("SYSU-30k rank-1", "data/reid/metrics.json", "rank1"),
+    ("COCO box AP", "data/coco/metrics.json", "bbox_AP"),
+    ("COCO mask AP", "data/coco/metrics.json", "segm_AP"),
 )
-BACKBONES = ("random_init", "pretrained", "supervised")
-PAIRS = ("pretrained_vs_random_init", "supervised_vs_random_init", "pretrained_vs_supervised")
+PAIRS = tuple(pair_name(a, b) for a, b in PAIR_ORDER)
 
 
 def _value(mean: float, sd: float | None) -> str:
@@ -33,14 +34,14 @@ def rows(root: Path = Path(".")) -> list[dict]:
     """One dict per evaluation with its three backbones, the verdicts, the supervised share and the seeds;
     evaluations whose metrics are missing or predate the supervised reference are left out."""
     out = []
-    for label, path, key, read in ROWS:
+    for label, path, key in ROWS:
         file = root / path
         if not file.is_file():
             continue
         m = json.loads(file.read_text())
         if not all(b in m for b in BACKBONES) or "verdicts" not in m:
             continue
-        row = {"evaluation": label, **{b: _value(*read(m[b])) for b in BACKBONES}}
+        row = {"evaluation": label, **{b: _value(*mean_sd(m[b]["per_seed"][key])) for b in BACKBONES}}
         row.update({pair: _verdict(m["verdicts"][pair][key]) for pair in PAIRS})
         share = m.get("supervised_share", {}).get(key)
         row["share"] = "n/a" if share is None else f"{share:.2f}"

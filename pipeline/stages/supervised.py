@@ -12,6 +12,7 @@ import csv
 import os
 from pathlib import Path
 
+from ..ffcv_io.datasets import read_manifest
 from ..ffcv_io.sidecar import sidecar_path
 from ..io_safety import atomic_write
 from ..loaders.from_params import classification_eval_loader, linear_train_loader
@@ -28,9 +29,8 @@ def class_count(manifest: Path = MANIFEST) -> int:
     """Classes of the validated classification manifest (labels are 0..n-1)."""
     if not manifest.is_file():
         raise StageFailed(f"{manifest} not found: run `dvc repro validate` first")
-    with open(manifest, newline="") as f:
-        labels = {int(row["label"]) for row in csv.DictReader(f)}
-    return max(labels) + 1 if labels else 0
+    labels = read_manifest(manifest)["label"]
+    return int(labels.max()) + 1 if len(labels) else 0
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ RNG states), so `torch.load(..., weights_only=True)` can read it: no pickled cod
 """
 from __future__ import annotations
 
+import logging
 import os
 import random
 from pathlib import Path
@@ -68,3 +69,15 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     except Exception as e:  # noqa: BLE001 - unpickling errors come in many types
         raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e}); "
                          "delete it to start from scratch") from None
+
+
+def load_run_checkpoint(path: Path, fingerprint: str, map_location="cpu") -> dict | None:
+    """The checkpoint at `path` if it was written by the run with this fingerprint (same parameters, data and
+    code), else None: no file, or another configuration's (logged), which the caller then trains over."""
+    if not Path(path).exists():
+        return None
+    ckpt = load_checkpoint(path, map_location=map_location)
+    if ckpt.get("fingerprint") != fingerprint:
+        logging.getLogger("pipeline").info("%s was written by another configuration: starting from scratch", path)
+        return None
+    return ckpt

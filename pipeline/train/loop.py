@@ -25,7 +25,7 @@ from ..methods.registry import build_method
 from ..models.siamese import ema_momentum
 from ..progress import show_progress
 from . import distributed as dist_utils
-from .checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
+from .checkpoint import atomic_save, load_run_checkpoint, rng_state, set_rng_state
 from .device import check_device
 from .fingerprint import run_fingerprint
 from .optim import build_optimizer, set_lr
@@ -122,11 +122,8 @@ class Pretrainer:
 
     def resume(self) -> bool:
         """Load the checkpoint if it belongs to this run (same parameters and code); True if resumed."""
-        if not self.checkpoint_path.exists():
-            return False
-        ckpt = load_checkpoint(self.checkpoint_path, map_location=self.device)
-        if ckpt.get("fingerprint") != self.fingerprint:
-            log.info("%s was written by another configuration: starting from scratch", self.checkpoint_path)
+        ckpt = load_run_checkpoint(self.checkpoint_path, self.fingerprint, map_location=self.device)
+        if ckpt is None:
             return False
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])

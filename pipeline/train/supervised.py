@@ -19,7 +19,7 @@ from torch import nn
 
 from ..models import build_backbone, export_backbone_state_dict
 from ..progress import show_progress
-from .checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
+from .checkpoint import atomic_save, load_run_checkpoint, rng_state, set_rng_state
 from .fingerprint import run_fingerprint
 from .optim import build_optimizer, set_lr
 from .schedule import warmup_cosine
@@ -59,11 +59,8 @@ class SupervisedTrainer:
         self.fingerprint = "supervised-" + run_fingerprint(params, data_files)
 
     def resume(self) -> bool:
-        if not self.checkpoint_path.exists():
-            return False
-        ckpt = load_checkpoint(self.checkpoint_path, map_location=self.device)
-        if ckpt.get("fingerprint") != self.fingerprint:
-            log.info("%s was written by another configuration: starting from scratch", self.checkpoint_path)
+        ckpt = load_run_checkpoint(self.checkpoint_path, self.fingerprint, map_location=self.device)
+        if ckpt is None:
             return False
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
