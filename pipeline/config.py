@@ -64,6 +64,7 @@ class GenSysu(Strict):
     height: int = Field(ge=32, le=1024)
     width: int = Field(ge=16, le=1024)
     jpeg_quality: int = Field(ge=1, le=100)
+    look: Literal["native", "classification"]  # pipeline/data/look.py
 
 
 class GenCoco(Strict):
@@ -73,6 +74,7 @@ class GenCoco(Strict):
     max_size: int = Field(ge=32, le=2048)
     max_objects: int = Field(ge=1, le=20)
     jpeg_quality: int = Field(ge=1, le=100)
+    look: Literal["native", "classification"]  # pipeline/data/look.py
 
     @model_validator(mode="after")
     def _sizes(self):
@@ -319,6 +321,8 @@ class Coco(Strict):
     # Fine-tuning seed (new layers' init, data order, sizes, flips); null: the top-level seed. The random-init
     # backbone stays the pretrain stage's starting weights (top-level seed) whatever this is.
     seed: int | None = Field(default=..., ge=0)
+    # Iterations of the frozen-backbone probe (FPN and heads only) run next to full fine-tuning; 0: no probe.
+    probe_iterations: int = Field(ge=0)
 
     @model_validator(mode="after")
     def _sizes(self):

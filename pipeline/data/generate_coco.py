@@ -3,6 +3,12 @@
 Objects are the shapes of `shapes.SHAPES` (one category each), drawn in random order so that later objects
 may occlude earlier ones. Every annotation describes the *visible* part of its object: the segmentation,
 area and bbox all come from the same binary visible mask, so they agree exactly.
+
+Two looks (`generate.coco.look`, pipeline/data/look.py):
+- `native`: the full palette, textured backgrounds and objects, any rotation, objects may occlude each other;
+- `classification`: the classification set's objects in scenes, drawn as that set draws them (its palette,
+  colour jitter, background contrast, object texture, rotation range, lighting and blur). Objects do not
+  overlap there: with two tones, an occluding object of the same colour would merge with the one behind.
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline.data.generate_common import AtomicDir, item_rng, run_jobs, save_jpeg
+from pipeline.data.look import ClassificationLook
 from pipeline.data.shapes import (
     PALETTE, SHAPES, composite, jitter_colour, place, polygon_mask, shape_polygons, texture, to_image,
 )
@@ -79,7 +86,8 @@ def _drop_collinear(pts: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
-def _place_objects(rng: np.random.Generator, w: int, h: int, n_objects: int, classes: Sequence[str]):
+def _place_objects(rng: np.random.Generator, w: int, h: int, n_objects: int, classes: Sequence[str],
+                   max_angle: float = np.pi, min_visible: float = MIN_VISIBLE):
     """Choose (class index, anti-aliased uint8 mask) per object, keeping each one visible enough."""
     objects: list[tuple[int, np.ndarray]] = []
     for _ in range(n_objects):
@@ -87,10 +95,10 @@ def _place_objects(rng: np.random.Generator, w: int, h: int, n_objects: int, cla
             radius = rng.uniform(0.15, 0.32) * min(w, h)
             cx, cy = rng.uniform(0.6 * radius, w - 0.6 * radius), rng.uniform(0.6 * radius, h - 0.6 * radius)
             cls = int(rng.integers(len(classes)))
-            polys = place(shape_polygons(classes[cls]), cx, cy, radius, rng.uniform(0, 2 * np.pi),
-                          flip=bool(rng.random() < 0.5))
+            angle = rng.uniform(0, 2 * np.pi) if max_angle >= np.pi else rng.uniform(-max_angle, max_angle)
+            polys = place(shape_polygons(classes[cls]), cx, cy, radius, angle, flip=bool(rng.random() < 0.5))
             candidate = objects + [(cls, np.asarray(polygon_mask((w, h), polys)))]
-            if all(v >= MIN_VISIBLE for v in _visible_fractions(candidate)):
+            if all(v >= min_visible for v in _visible_fractions(candidate)):
                 objects = candidate
                 break
     return objects
@@ -120,10 +128,14 @@ def _annotation(visible: np.ndarray, category_id: int) -> dict:
     }
 
 
-def render_image(seed: int, split_key: int, index: int, cfg: dict, classes: Sequence[str]):
-    """Draw one image; returns (PIL image, annotations without ids/image ids)."""
+def render_image(seed: int, split_key: int, index: int, cfg: dict, classes: Sequence[str],
+                 look: ClassificationLook | None = None):
+    """Draw one image; returns (PIL image, annotations without ids/image ids). `look`: the classification
+    look (None: native)."""
     rng = item_rng(seed, DOMAIN, split_key, index)
     w, h = (int(rng.integers(cfg["min_size"], cfg["max_size"] + 1)) for _ in range(2))
+    if look is not None:
+        return _render_classification_look(rng, w, h, cfg, classes, look)
     bg_idx = rng.choice(len(PALETTE), 2, replace=False)
     img = texture(rng, w, h, jitter_colour(rng, PALETTE[bg_idx[0]]), jitter_colour(rng, PALETTE[bg_idx[1]]))
     objects = _place_objects(rng, w, h, int(rng.integers(1, cfg["max_objects"] + 1)), classes)
@@ -137,9 +149,26 @@ def render_image(seed: int, split_key: int, index: int, cfg: dict, classes: Sequ
     return to_image(img, blur=rng.uniform(0.0, 0.5)), anns
 
 
+def _render_classification_look(rng, w: int, h: int, cfg: dict, classes: Sequence[str], look: ClassificationLook):
+    """Objects drawn as the classification generator draws its one object, several per scene, no overlap."""
+    pal = look.palette
+    bg, fg = (pal[i] for i in rng.choice(len(pal), 2, replace=False))  # object and scene always differ
+    img = look.background(rng, w, h, bg)
+    objects = _place_objects(rng, w, h, int(rng.integers(1, cfg["max_objects"] + 1)), classes,
+                             max_angle=np.radians(look.rotation), min_visible=1.0)
+    for _, mask in objects:
+        textured = rng.random() < look.object_texture
+        fill = texture(rng, w, h, look.jitter(rng, fg), look.jitter(rng, pal[rng.integers(len(pal))]),
+                       kind=str(rng.choice(["stripes", "noise"])) if textured else "flat")
+        img = composite(img, fill, Image.fromarray(mask))
+    img = img * rng.uniform(0.75, 1.15) + rng.normal(0, 4, img.shape)  # lighting + sensor noise
+    anns = [_annotation(v, cls + 1) for v, (cls, _) in zip(_visible_masks(objects), objects) if v.any()]
+    return to_image(img, blur=float(rng.uniform(0, 0.6))), anns
+
+
 def _write(job: tuple) -> tuple[int, int, list[dict]]:
-    path, seed, split_key, index, cfg, classes = job
-    img, anns = render_image(seed, split_key, index, cfg, classes)
+    path, seed, split_key, index, cfg, classes, look = job
+    img, anns = render_image(seed, split_key, index, cfg, classes, look)
     save_jpeg(img, Path(path), int(cfg["jpeg_quality"]))
     return img.width, img.height, anns
 
@@ -154,8 +183,10 @@ def _split_json(results, image_ids: list[int], split: str, categories: list[dict
             "images": images, "annotations": annotations, "categories": categories}
 
 
-def generate_coco(out_dir: Path, cfg: dict, seed: int, classes: Sequence[str]) -> dict:
-    """Write the embedded COCO-layout dataset under out_dir (atomically) and return its counts."""
+def generate_coco(out_dir: Path, cfg: dict, seed: int, classes: Sequence[str],
+                  look: ClassificationLook | None = None) -> dict:
+    """Write the embedded COCO-layout dataset under out_dir (atomically) and return its counts. `look`: draw
+    in the classification set's look (None: the native look)."""
     unknown = [c for c in classes if c not in SHAPES]
     if unknown or not classes:
         raise ValueError(f"COCO classes must be a non-empty subset of {', '.join(SHAPES)}; got {list(classes)}")
@@ -166,7 +197,7 @@ def generate_coco(out_dir: Path, cfg: dict, seed: int, classes: Sequence[str]) -
             n = int(cfg["train_images" if split == "train2017" else "val_images"])
             ids = list(range(next_id, next_id + n))
             next_id += n
-            jobs = [(str(tmp / split / f"{i:012d}.jpg"), seed, split_key, i, cfg, tuple(classes)) for i in ids]
+            jobs = [(str(tmp / split / f"{i:012d}.jpg"), seed, split_key, i, cfg, tuple(classes), look) for i in ids]
             data = _split_json(run_jobs(_write, jobs, desc=f"coco {split}"), ids, split, categories, seed)
             ann_file = tmp / "annotations" / f"instances_{split}.json"
             ann_file.parent.mkdir(parents=True, exist_ok=True)

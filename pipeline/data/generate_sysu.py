@@ -5,6 +5,12 @@ that depends only on (seed, identity number). The camera decides everything else
 indoor wall + tiled floor, camera 2 an outdoor street), lighting, scale, position, pose and facing.
 So a query (camera 2) and its single gallery match (camera 1) show the same person in a different
 picture, and the discrete attribute palettes make many different people share some attributes.
+
+With `generate.sysu.look: classification` (pipeline/data/look.py) people live in the classification set's
+world: clothes and scenes take its palette, colour jitter and background contrast, and every identity
+wears one of its shapes (the classification classes) as a large print on the shirt, light on dark or dark
+on light. The cameras then differ by what the augmentations model: lighting and colour cast, scale,
+position, pose, mirroring and a small tilt of the print.
 """
 from __future__ import annotations
 
@@ -16,7 +22,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from pipeline.data.generate_common import AtomicDir, item_rng, run_jobs, save_jpeg, write_lines
-from pipeline.data.shapes import composite, texture, to_image
+from pipeline.data.look import ClassificationLook
+from pipeline.data.shapes import PALETTE, composite, shape_polygons, texture, to_image
 
 DOMAIN = 30_000  # item_rng namespace of this generator (other generators use other constants)
 QUERY_CAMERA, GALLERY_CAMERA = 2, 1
@@ -26,6 +33,7 @@ SPLIT_FOLDERS = {"train": TRAIN_DIR, "query": f"{TEST_DIR}/query", "gallery": f"
 # item_rng sub-keys: one identity's appearance, one bag's composition, one image of each kind.
 _APPEARANCE, _BAG, _QUERY, _GALLERY, _DISTRACTOR, _TRAIN = range(6)
 _SUPERSAMPLE = 3  # the person is drawn at 3x and downsampled, which anti-aliases the edges
+EMBLEM_RADIUS = 0.15  # of the shirt print, in body heights: about the torso's width
 
 SHIRTS = np.array([(200, 40, 40), (40, 80, 190), (40, 140, 60), (225, 200, 60), (235, 235, 230), (30, 30, 35),
                    (130, 130, 135), (230, 120, 30), (120, 60, 160), (230, 140, 170), (25, 35, 80),
@@ -65,6 +73,7 @@ class Appearance:
     build: float  # shoulder/hip width factor
     hip: float  # hip height as a fraction of body height (leg length)
     head: float  # head size factor
+    emblem: str | None = None  # a classification-set shape printed on the shirt (look: classification)
 
 
 def _jitter(rng: np.random.Generator, colour: np.ndarray, amount: float = 8.0) -> tuple:
@@ -76,20 +85,25 @@ def _pick(rng: np.random.Generator, table: np.ndarray, amount: float = 8.0) -> t
     return _jitter(rng, table[rng.integers(len(table))], amount)
 
 
-def appearance(seed: int, identity: int) -> Appearance:
-    """The fixed appearance of identity number `identity` (depends only on seed and identity)."""
+def appearance(seed: int, identity: int, look: ClassificationLook | None = None,
+               emblems: tuple[str, ...] = ()) -> Appearance:
+    """The fixed appearance of identity number `identity` (depends only on seed, identity, the look and the
+    emblems to choose from). In the classification look, clothes take that look's palette."""
     rng = item_rng(seed, DOMAIN, _APPEARANCE, identity)
-    shirt_idx = int(rng.integers(len(SHIRTS)))
-    shirt2_idx = (shirt_idx + 1 + int(rng.integers(len(SHIRTS) - 1))) % len(SHIRTS)  # never the shirt colour
+    shirts, trousers, shoes, bags = (SHIRTS, TROUSERS, SHOES, BAGS) if look is None else (look.palette,) * 4
+    amount = 8.0 if look is None else look.colour_jitter
+    shirt_idx = int(rng.integers(len(shirts)))
+    shirt2_idx = (shirt_idx + 1 + int(rng.integers(len(shirts) - 1))) % len(shirts)  # never the shirt colour
     return Appearance(
-        shirt=_jitter(rng, SHIRTS[shirt_idx]), shirt2=_jitter(rng, SHIRTS[shirt2_idx]),
+        shirt=_jitter(rng, shirts[shirt_idx], amount), shirt2=_jitter(rng, shirts[shirt2_idx], amount),
         pattern=str(rng.choice(["plain", "stripes", "twotone"], p=[0.5, 0.25, 0.25])),
         long_sleeves=bool(rng.random() < 0.5),
-        trousers=_pick(rng, TROUSERS), shorts=bool(rng.random() < 0.2),
+        trousers=_pick(rng, trousers, amount), shorts=bool(rng.random() < 0.2),
         skin=_pick(rng, SKINS, 5), hair=_pick(rng, HAIRS, 5), long_hair=bool(rng.random() < 0.35),
-        shoes=_pick(rng, SHOES), bag=str(rng.choice(["none", "backpack", "shoulderbag"], p=[0.5, 0.25, 0.25])),
-        bag_colour=_pick(rng, BAGS),
+        shoes=_pick(rng, shoes, amount), bag=str(rng.choice(["none", "backpack", "shoulderbag"], p=[0.5, 0.25, 0.25])),
+        bag_colour=_pick(rng, bags, amount),
         build=float(rng.uniform(0.85, 1.2)), hip=float(rng.uniform(0.49, 0.55)), head=float(rng.uniform(0.9, 1.1)),
+        emblem=str(emblems[rng.integers(len(emblems))]) if emblems else None,
     )
 
 
@@ -166,6 +180,16 @@ def _draw_torso(pen: _Pen, app: Appearance, ys: float, yh: float) -> None:
         pen.poly([(-half_width(ym), ym), (half_width(ym), ym), (wh, yh), (-wh, yh)], app.shirt2)
 
 
+def _draw_emblem(pen: _Pen, app: Appearance, ys: float, yh: float, tilt: float) -> None:
+    """The identity's shape on the shirt front, in the neutral (light or dark) that contrasts with the shirt."""
+    light, dark = PALETTE[0], PALETTE[1]
+    colour = tuple(int(c) for c in (dark if sum(app.shirt) > 1.5 * 255 else light))
+    r, cx, cy = EMBLEM_RADIUS, 0.0, ys + 0.5 * (yh - ys)
+    c, s = math.cos(tilt), math.sin(tilt)
+    for i, poly in enumerate(shape_polygons(app.emblem)):  # later polygons are holes: back to the shirt colour
+        pen.poly([(cx + r * (c * x - s * y), cy + r * (s * x + c * y)) for x, y in poly], colour if i == 0 else app.shirt)
+
+
 def _draw_bag(pen: _Pen, app: Appearance, ys: float, yh: float, behind: bool) -> None:
     ws, wh = 0.125 * app.build, 0.1 * app.build
     strap = _shade(app.bag_colour, 0.8)
@@ -216,6 +240,8 @@ def draw_person(app: Appearance, rng: np.random.Generator, size: tuple[int, int]
     _draw_bag(pen, app, ys, yh, behind=True)
     _draw_legs(pen, app, stride, knee)
     _draw_torso(pen, app, ys, yh)
+    if app.emblem is not None:
+        _draw_emblem(pen, app, ys, yh, tilt=math.radians(rng.uniform(-15, 15)))
     _draw_bag(pen, app, ys, yh, behind=False)
     _draw_arms(pen, app, ys, swing, elbow)
     _draw_head(pen, app)
@@ -274,16 +300,21 @@ def _shadow(arr: np.ndarray, cx: float, feet: float, width: float) -> np.ndarray
     return arr * (1 - m)
 
 
-def render(seed: int, identity: int, camera: int, key: tuple[int, ...], size: tuple[int, int]) -> Image.Image:
-    """One picture of `identity` seen by `camera`; `key` makes the scene, pose and lighting unique."""
+def render(seed: int, identity: int, camera: int, key: tuple[int, ...], size: tuple[int, int],
+           look: ClassificationLook | None = None, emblems: tuple[str, ...] = ()) -> Image.Image:
+    """One picture of `identity` seen by `camera`; `key` makes the scene, pose and lighting unique. In the
+    classification look both cameras see that look's backgrounds; their lighting still differs."""
     w, h = size
     rng = item_rng(seed, DOMAIN, *key)
-    bg = _indoor(rng, w, h) if camera == 1 else _outdoor(rng, w, h)
+    if look is not None:
+        bg = look.background(rng, w, h, look.palette[rng.integers(len(look.palette))])
+    else:
+        bg = _indoor(rng, w, h) if camera == 1 else _outdoor(rng, w, h)
     height = h * rng.uniform(0.74, 0.92)
     top = rng.uniform(0.02 * h, h - height - 0.01 * h)
     cx = w / 2 + rng.uniform(-0.12, 0.12) * w
     bg = _shadow(bg, cx, top + 0.985 * height, 0.2 * height)
-    layer = draw_person(appearance(seed, identity), rng, size, cx, top, height)
+    layer = draw_person(appearance(seed, identity, look, emblems), rng, size, cx, top, height)
     arr = composite(bg, np.asarray(layer.convert("RGB"), np.float32), layer.getchannel("A"))
     cast, (lo, hi) = LIGHTING[camera]
     gains = np.array(cast, np.float32) * rng.uniform(lo, hi) + rng.normal(0, 0.03, 3)
@@ -292,8 +323,8 @@ def render(seed: int, identity: int, camera: int, key: tuple[int, ...], size: tu
 
 
 def _write(job: tuple) -> None:
-    path, seed, identity, camera, key, size, quality = job
-    save_jpeg(render(seed, identity, camera, key, size), Path(path), quality)
+    path, seed, identity, camera, key, size, quality, look, emblems = job
+    save_jpeg(render(seed, identity, camera, key, size, look, emblems), Path(path), quality)
 
 
 def _plan(cfg: dict, seed: int) -> list[tuple[str, int, int, tuple[int, ...]]]:
@@ -321,12 +352,16 @@ def _plan(cfg: dict, seed: int) -> list[tuple[str, int, int, tuple[int, ...]]]:
     return plan
 
 
-def generate_sysu(out_dir: Path, cfg: dict, seed: int) -> dict:
-    """Write the embedded SYSU-30k-layout dataset under out_dir (atomically) and return its counts."""
+def generate_sysu(out_dir: Path, cfg: dict, seed: int, look: ClassificationLook | None = None,
+                  emblems: tuple[str, ...] = ()) -> dict:
+    """Write the embedded SYSU-30k-layout dataset under out_dir (atomically) and return its counts. `look`:
+    the classification look (None: native); `emblems`: the shapes identities wear on their shirts (the
+    classification classes in that look; none: no print)."""
     size, quality = (int(cfg["width"]), int(cfg["height"])), int(cfg["jpeg_quality"])
     plan = _plan(cfg, seed)
     with AtomicDir(Path(out_dir)) as tmp:
-        run_jobs(_write, [(str(tmp / rel), seed, ident, cam, key, size, quality) for rel, ident, cam, key in plan],
+        run_jobs(_write, [(str(tmp / rel), seed, ident, cam, key, size, quality, look, tuple(emblems))
+                          for rel, ident, cam, key in plan],
                  desc="sysu30k")
         for split, folder in SPLIT_FOLDERS.items():
             write_lines(tmp / "meta" / f"{split}.txt", sorted(rel for rel, *_ in plan if rel.startswith(folder + "/")))

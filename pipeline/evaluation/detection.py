@@ -5,6 +5,11 @@ the backbone and the new layers. torchvision offers the FPN variant, not detectr
 backbone is our own torchvision ResNet (plain, trainable nn.BatchNorm2d: not torchvision's
 FrozenBatchNorm2d, no frozen stages) wrapped in BackboneWithFPN; FPN and mask head get BatchNorm too
 (SyncBatchNorm under DDP on CUDA).
+
+The frozen-backbone probe (`freeze_backbone`) trains only the FPN and the heads on a fixed backbone, its
+BatchNorm statistics included: a detection analogue of the linear probe, which shows what the backbone's
+features hold after a short schedule where full fine-tuning lets every backbone catch up
+(docs/evaluation.md, "Sensitive evaluations").
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from ..progress import show_progress
@@ -120,6 +126,20 @@ def build_detector(backbone: nn.Module, num_classes: int, train_sizes: list[int]
     return model
 
 
+def freeze_backbone(model: MaskRCNN) -> MaskRCNN:
+    """Fix the ResNet inside `model` (weights and BatchNorm statistics); the FPN and the heads still train."""
+    body = model.backbone.body
+    for name, module in list(body.named_modules()):
+        if isinstance(module, nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(module.num_features, eps=module.eps)
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                getattr(frozen, key).copy_(getattr(module, key).detach())
+            parent, _, leaf = name.rpartition(".")
+            setattr(body.get_submodule(parent) if parent else body, leaf, frozen)
+    body.requires_grad_(False)
+    return model
+
+
 def set_image_size(model: nn.Module, size: int) -> None:
     """Resize shorter sides to `size` from now on (training: chosen per iteration; evaluation: test size)."""
     module = model.module if hasattr(model, "module") else model
@@ -144,14 +164,17 @@ class Schedule:
         return lr
 
 
-def resolve_schedule(coco) -> Schedule:
+def resolve_schedule(coco, probe: bool = False) -> Schedule:
     """eval.coco -> Schedule. 1x / 2x: detectron2's 90k / 180k iterations at 16 images (eval.coco.iterations
     and batch_size are then not used); short: eval.coco.iterations at eval.coco.batch_size. LR steps at
-    2/3 and 8/9 of the run either way; eval.coco.lr is the base LR at that batch (paper: 0.02 at 16)."""
+    2/3 and 8/9 of the run either way; eval.coco.lr is the base LR at that batch (paper: 0.02 at 16).
+    probe: the frozen-backbone probe's schedule, eval.coco.probe_iterations at the same batch and LR."""
     if coco.schedule in SCHEDULES:
         iterations, batch = SCHEDULES[coco.schedule], PAPER_BATCH
     else:
         iterations, batch = coco.iterations, coco.batch_size
+    if probe:
+        iterations = coco.probe_iterations
     steps = tuple(int(round(f * iterations)) for f in STEP_FRACTIONS)
     return Schedule(iterations, batch, coco.lr, steps, warmup=min(1000, max(1, iterations // 10)))
 

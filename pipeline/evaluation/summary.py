@@ -11,13 +11,15 @@ from pathlib import Path
 
 from .compare import BACKBONES, PAIRS as PAIR_ORDER, mean_sd, pair_name
 
-# (label, metrics file, metric key): the key names the per-seed values and the verdicts of every backbone block.
+# (label, metrics file, block, metric key): the block (None: the top level) holds the backbones and the verdicts;
+# the key names the per-seed values and the verdicts of every backbone.
 ROWS = (
-    ("linear top-1", "data/linear/metrics.json", "top1"),
-    ("SYSU-30k mAP", "data/reid/metrics.json", "mAP"),
-    ("SYSU-30k rank-1", "data/reid/metrics.json", "rank1"),
-    ("COCO box AP", "data/coco/metrics.json", "bbox_AP"),
-    ("COCO mask AP", "data/coco/metrics.json", "segm_AP"),
+    ("linear top-1", "data/linear/metrics.json", None, "top1"),
+    ("SYSU-30k mAP", "data/reid/metrics.json", None, "mAP"),
+    ("SYSU-30k rank-1", "data/reid/metrics.json", None, "rank1"),
+    ("COCO box AP, fine-tuned", "data/coco/metrics.json", None, "bbox_AP"),
+    ("COCO mask AP, fine-tuned", "data/coco/metrics.json", None, "segm_AP"),
+    ("COCO box AP, frozen-backbone probe", "data/coco/metrics.json", "probe", "bbox_AP"),
 )
 PAIRS = tuple(pair_name(a, b) for a, b in PAIR_ORDER)
 
@@ -34,19 +36,20 @@ def rows(root: Path = Path(".")) -> list[dict]:
     """One dict per evaluation with its three backbones, the verdicts, the supervised share and the seeds;
     evaluations whose metrics are missing or predate the supervised reference are left out."""
     out = []
-    for label, path, key in ROWS:
+    for label, path, block, key in ROWS:
         file = root / path
         if not file.is_file():
             continue
-        m = json.loads(file.read_text())
-        if not all(b in m for b in BACKBONES) or "verdicts" not in m:
+        top = json.loads(file.read_text())
+        m = top.get(block, {}) if block else top
+        if not all(b in m and key in m[b].get("per_seed", {}) for b in BACKBONES) or "verdicts" not in m:
             continue
         row = {"evaluation": label, **{b: _value(*mean_sd(m[b]["per_seed"][key])) for b in BACKBONES}}
         row.update({pair: _verdict(m["verdicts"][pair][key]) for pair in PAIRS})
         share = m.get("supervised_share", {}).get(key)
         row["share"] = "n/a" if share is None else f"{share:.2f}"
-        protocol = m.get("protocol", {})
-        seeds = protocol.get("seeds", m.get("seeds", []))
+        protocol = top.get("protocol", {})
+        seeds = protocol.get("seeds", top.get("seeds", []))
         row["runs"] = (f"{len(seeds)} seed(s)" if protocol.get("compared") != "per query"
                        else f"1 run, {m['verdicts'][PAIRS[0]][key]['n']} queries paired")
         out.append(row)

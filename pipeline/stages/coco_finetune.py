@@ -2,7 +2,9 @@
 the supervised reference, once per seed in eval.seeds (from eval.coco.seed, null: the top-level seed).
 
 For a seed, every backbone gets the same schedule, data order and new-layer initialisation, so the difference
-is the backbone alone; backbones are compared seed by seed (docs/evaluation.md). Outputs in data/coco/
+is the backbone alone; backbones are compared seed by seed (docs/evaluation.md). With eval.coco.probe_iterations
+> 0, each backbone also gets the frozen-backbone probe (FPN and heads trained on the fixed backbone), reported
+under "probe" with its own verdicts. Outputs in data/coco/
 (written to data/coco.partial/ and renamed when complete): metrics.json (mean box and mask AP, AP50, AP75 on
 the val split per backbone, their sd and per-seed values, the `gain`, a verdict per backbone pair, the share
 of the supervised gain recovered) and predictions.png (a few val images: ground truth, then each model's
@@ -21,7 +23,9 @@ from ..evaluation import coco_eval
 from ..evaluation.backbone_io import load_backbone, random_backbone
 from ..evaluation.compare import backbone_block, compare
 from ..evaluation.coco_data import load_split
-from ..evaluation.detection import FinetuneDiverged, build_detector, finetune, predict, resolve_schedule
+from ..evaluation.detection import (
+    FinetuneDiverged, build_detector, finetune, freeze_backbone, predict, resolve_schedule,
+)
 from ..io_safety import AtomicDir, write_text_atomic
 from ..train import distributed as dist_utils
 from ..train.loop import pick_device
@@ -46,44 +50,54 @@ def run_coco(params, out: Path = OUT, backbone_path: Path = BACKBONE, manifests:
         train = load_split(c.root, c.train_split, manifests, train=True, follow_external_symlinks=links)
         val = load_split(c.root, c.val_split, manifests, train=False, cat_to_label=train.cat_to_label,
                          follow_external_symlinks=links)
-        schedule = resolve_schedule(coco)
-        log.info("%s schedule: %d iterations x %d images, lr %g (steps %s), train sizes %s, test %d; "
-                 "%d train / %d val images, %d classes", coco.schedule, schedule.iterations, schedule.batch_size,
-                 schedule.lr, list(schedule.steps), list(coco.train_sizes), coco.test_size, len(train), len(val),
-                 len(train.cat_to_label))
+        # protocol -> (schedule, frozen backbone); full fine-tuning is the paper's protocol.
+        protocols = {"finetune": (resolve_schedule(coco), False)}
+        if coco.probe_iterations > 0:
+            protocols["probe"] = (resolve_schedule(coco, probe=True), True)
+        for protocol, (schedule, _) in protocols.items():
+            log.info("%s: %s schedule, %d iterations x %d images, lr %g (steps %s), train sizes %s, test %d; "
+                     "%d train / %d val images, %d classes", protocol, coco.schedule, schedule.iterations,
+                     schedule.batch_size, schedule.lr, list(schedule.steps), list(coco.train_sizes), coco.test_size,
+                     len(train), len(val), len(train.cat_to_label))
         seeds = eval_seeds(params, params.seed if coco.seed is None else coco.seed)
         keep = tuple(val.image_ids[:PICTURE_IMAGES])
-        runs, shown = {}, {}
+        runs, shown = {protocol: {} for protocol in protocols}, {}
         backbones = {"random_init": lambda: random_backbone(params.model.arch, params.model.stem, params.seed)[0],
                      "pretrained": lambda: load_backbone(backbone_path, params.model.arch, params.model.stem)[0],
                      "supervised": lambda: load_backbone(supervised_path, params.model.arch, params.model.stem)[0]}
         for seed in seeds:
-            for name, make in backbones.items():
-                start = time.perf_counter()
-                torch.manual_seed(seed)  # the new layers start identical for every backbone
-                model = build_detector(make(), len(train.cat_to_label), list(coco.train_sizes), coco.test_size,
-                                       coco.fpn_channels).to(device)
-                net = _wrap(model, params, dist, device)
-                try:
-                    losses = finetune(net, train, schedule, list(coco.train_sizes), device=device, seed=seed,
-                                      rank=dist.rank, world_size=dist.world_size, num_workers=coco.num_workers,
-                                      desc=f"{name} seed {seed}")
-                except FinetuneDiverged as e:
-                    raise StageFailed(str(e)) from None
-                if dist.is_main:
-                    results, picture = predict(model, val, coco.test_size, device=device, keep=keep)
-                    shown.setdefault(name, picture)  # the first seed's detections
-                    block = coco_eval.evaluate(val.split.coco, results, val.image_ids)
-                    block["final_loss"] = {k: round(v, 4) for k, v in sorted(losses.items())}
-                    runs.setdefault(name, []).append(block)
-                    log.info("%s seed %d: box AP %.4f, mask AP %.4f (%.0f s)", name, seed, block["bbox"]["AP"],
-                             block["segm"]["AP"], time.perf_counter() - start)
-                dist_utils.barrier()
+            for protocol, (schedule, frozen) in protocols.items():
+                for name, make in backbones.items():
+                    start, desc = time.perf_counter(), f"{name} {protocol} seed {seed}"
+                    torch.manual_seed(seed)  # the new layers start identical for every backbone
+                    model = build_detector(make(), len(train.cat_to_label), list(coco.train_sizes), coco.test_size,
+                                           coco.fpn_channels)
+                    model = (freeze_backbone(model) if frozen else model).to(device)
+                    net = _wrap(model, params, dist, device)
+                    try:
+                        losses = finetune(net, train, schedule, list(coco.train_sizes), device=device, seed=seed,
+                                          rank=dist.rank, world_size=dist.world_size, num_workers=coco.num_workers,
+                                          desc=desc)
+                    except FinetuneDiverged as e:
+                        raise StageFailed(str(e)) from None
+                    if dist.is_main:
+                        results, picture = predict(model, val, coco.test_size, device=device, keep=keep)
+                        if protocol == "finetune":
+                            shown.setdefault(name, picture)  # the first seed's fine-tuned detections
+                        block = coco_eval.evaluate(val.split.coco, results, val.image_ids)
+                        block["final_loss"] = {k: round(v, 4) for k, v in sorted(losses.items())}
+                        runs[protocol].setdefault(name, []).append(block)
+                        log.info("%s: box AP %.4f, mask AP %.4f (%.0f s)", desc, block["bbox"]["AP"],
+                                 block["segm"]["AP"], time.perf_counter() - start)
+                    dist_utils.barrier()
         if not dist.is_main:
             return {}
-        metrics = summarise_runs(runs)
+        schedule = protocols["finetune"][0]
+        metrics = summarise_runs(runs["finetune"])
         metrics.update({"schedule": coco.schedule, "iterations": schedule.iterations,
                         "batch_size": schedule.batch_size, "seeds": seeds})
+        if "probe" in runs:
+            metrics["probe"] = {**summarise_runs(runs["probe"]), "iterations": protocols["probe"][0].iterations}
         _write(out, metrics, val, keep, shown)
         return metrics
     finally:
@@ -135,6 +149,10 @@ def main() -> None:
             log.info("box AP %.4f vs %.4f random init, mask AP %.4f vs %.4f (%.0f s); %s",
                      m["pretrained"]["bbox"]["AP"], m["random_init"]["bbox"]["AP"], m["pretrained"]["segm"]["AP"],
                      m["random_init"]["segm"]["AP"], time.perf_counter() - start, OUT / "metrics.json")
+            if "probe" in m:
+                p = m["probe"]
+                log.info("frozen-backbone probe: box AP %.4f pretrained, %.4f random init, %.4f supervised",
+                         p["pretrained"]["bbox"]["AP"], p["random_init"]["bbox"]["AP"], p["supervised"]["bbox"]["AP"])
 
     run_stage("coco_finetune", body)
 

@@ -8,6 +8,7 @@ reason (docs/data-safety.md). To regenerate, delete the folder or change `genera
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -17,7 +18,7 @@ from typing import Callable
 
 from ..data import generate_classification as gen_cls
 from ..data import generate_coco as gen_coco
-from ..data import generate_common, generate_sysu as gen_sysu, shapes
+from ..data import generate_common, generate_sysu as gen_sysu, look, shapes
 from ._common import log, run_stage
 
 STAMP = ".generated.json"
@@ -69,6 +70,13 @@ def generate_once(root: Path, cfg: dict, seed: int, write: Callable[[], dict], *
     log.info("%s: %s in %.1f s", root, stats, time.perf_counter() - t0)
 
 
+def _look_stamp(drawn_in, emblems: tuple[str, ...] = ()) -> dict:
+    """What a dataset drawn in the classification look also depends on (nothing in its native look)."""
+    if drawn_in is None:
+        return {}
+    return {"classification_look": dataclasses.asdict(drawn_in), **({"emblems": list(emblems)} if emblems else {})}
+
+
 def main() -> None:
     def body(params):
         g = params.generate
@@ -77,10 +85,13 @@ def main() -> None:
         classes = gen_cls.ClassificationSpec.from_dict(c).class_names()
         generate_once(out / "imagenet", c, g.seed,
                       lambda: gen_cls.generate_classification(out / "imagenet", c, g.seed), gen_cls)
-        generate_once(out / "sysu30k", s, g.seed,
-                      lambda: gen_sysu.generate_sysu(out / "sysu30k", s, g.seed), gen_sysu)
-        generate_once(out / "coco", k | {"classes": classes}, g.seed,
-                      lambda: gen_coco.generate_coco(out / "coco", k, g.seed, classes), gen_coco)
+        # In the classification look the other sets take the classification set's keys and classes: stamped too.
+        sysu_look, coco_look = (look.look_for(d["look"], c) for d in (s, k))
+        emblems = tuple(classes) if sysu_look else ()
+        generate_once(out / "sysu30k", s | _look_stamp(sysu_look, emblems), g.seed,
+                      lambda: gen_sysu.generate_sysu(out / "sysu30k", s, g.seed, sysu_look, emblems), gen_sysu, look)
+        generate_once(out / "coco", k | {"classes": classes} | _look_stamp(coco_look), g.seed,
+                      lambda: gen_coco.generate_coco(out / "coco", k, g.seed, classes, coco_look), gen_coco, look)
 
     run_stage("generate", body)
 

@@ -109,3 +109,25 @@ def test_ring_and_occlusion_holes_become_exact_hole_free_polygons():
 def test_unknown_class_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="banana"):
         generate_coco(tmp_path / "coco", CFG, 0, ["circle", "banana"])
+
+
+def test_classification_look_draws_that_sets_objects_two_tone_without_occlusion(tmp_path):
+    from pipeline.data.look import look_for
+
+    classification = {"palette_size": 2, "colour_jitter": 10, "background_contrast": [0.0, 0.0],
+                      "object_texture": 0.0, "rotation": 15}
+    root = tmp_path / "coco"
+    generate_coco(root, CFG | {"train_images": 30, "val_images": 2}, 0, CLASSES[:10],
+                  look_for("classification", classification))
+    coco = _quiet(COCO, str(root / "annotations" / "instances_train2017.json"))
+    assert sorted(c["name"] for c in coco.dataset["categories"]) == sorted(CLASSES[:10])
+    several = 0
+    for image_id, img in coco.imgs.items():
+        arr = np.asarray(Image.open(root / "train2017" / img["file_name"]), dtype=np.float32)
+        assert np.abs(arr - arr.mean(2, keepdims=True)).max() < 40  # neutral tones: the two-tone palette
+        masks = [coco.annToMask(a) for a in coco.imgToAnns[image_id]]
+        assert masks and np.sum(masks, axis=0).max() == 1  # no two objects share a pixel: nothing occluded
+        several += len(masks) > 1
+    assert several > 5  # still scenes of several objects
+    with pytest.raises(ValueError, match="look 'photo': expected one of native, classification"):
+        look_for("photo", classification)

@@ -78,3 +78,27 @@ def test_appearance_depends_only_on_seed_and_identity():
     # Attributes are drawn from small palettes, so different people often share some of them.
     assert len({p.pattern for p in people}) == 3 and len({p.bag for p in people}) == 3
     assert len({p.long_sleeves for p in people}) == 2
+
+
+def test_classification_look_dresses_people_in_that_world_with_a_class_print(tmp_path):
+    import numpy as np
+
+    from pipeline.data.look import look_for
+    from pipeline.data.shapes import PALETTE
+
+    look = look_for("classification", {"palette_size": 2, "colour_jitter": 10, "background_contrast": [0.0, 0.0],
+                                       "object_texture": 0.0, "rotation": 15})
+    emblems = ("circle", "star", "cross")
+    people = [appearance(0, i, look, emblems) for i in range(1, 31)]
+    assert appearance(0, 1, look, emblems) == people[0] and appearance(0, 1).emblem is None
+    assert {p.emblem for p in people} == set(emblems)
+    for p in people:  # clothes from the two neutrals (jittered), never the native palettes' colours
+        for colour in (p.shirt, p.trousers, p.shoes, p.bag_colour):
+            assert min(np.abs(np.array(colour) - c).max() for c in PALETTE[:2]) < 40
+    generate_sysu(tmp_path / "sysu30k", CFG | {"distractors": 2}, 0, look, emblems)
+    query = sorted((tmp_path / "sysu30k").glob("sysu_test_set_all/query/*/*.jpg"))
+    assert len(query) == CFG["query_ids"]
+    for path in query:  # both cameras see flat two-tone backgrounds (top corners, away from the person)
+        arr = np.asarray(Image.open(path), dtype=np.float32)
+        corners = np.concatenate([arr[:6, :6].reshape(-1, 3), arr[:6, -6:].reshape(-1, 3)])
+        assert np.abs(corners - corners.mean(1, keepdims=True)).max() < 45

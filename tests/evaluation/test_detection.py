@@ -14,7 +14,7 @@ from pipeline.data.generate_coco import generate_coco
 from pipeline.evaluation import coco_eval
 from pipeline.evaluation.backbone_io import BackboneLoadError, load_backbone, random_backbone
 from pipeline.evaluation.coco_data import load_split
-from pipeline.evaluation.detection import Schedule, build_detector, geometry_for, resolve_schedule
+from pipeline.evaluation.detection import Schedule, build_detector, freeze_backbone, geometry_for, resolve_schedule
 from pipeline.models import export_backbone_state_dict
 
 COCO_CFG = {"train_images": 6, "val_images": 4, "min_size": 48, "max_size": 64, "max_objects": 3,
@@ -56,6 +56,44 @@ def test_detector_has_trainable_bn_and_the_loaded_backbone(tmp_path):
     loss.backward()
     torch.optim.SGD(model.parameters(), lr=0.1).step()
     assert not torch.equal(before[0], body.bn1.weight) and not torch.equal(before[1], body.bn1.running_mean)
+
+
+def _one_object_batch():
+    images = [torch.rand(3, 64, 72), torch.rand(3, 70, 64)]
+    targets = [{"boxes": torch.tensor([[5.0, 6.0, 40.0, 44.0]]), "labels": torch.tensor([2]),
+                "masks": torch.zeros(1, 64, 72, dtype=torch.uint8).index_fill_(1, torch.arange(6, 44), 1)},
+               {"boxes": torch.tensor([[10.0, 12.0, 50.0, 60.0]]), "labels": torch.tensor([1]),
+                "masks": torch.zeros(1, 70, 64, dtype=torch.uint8).index_fill_(1, torch.arange(12, 60), 1)}]
+    return images, targets
+
+
+def test_frozen_backbone_probe_trains_only_fpn_and_heads():
+    backbone, _ = random_backbone("resnet18", "imagenet", seed=3)
+    with torch.no_grad():
+        backbone.layer2[0].bn1.running_mean.uniform_(-1, 1)  # statistics that must survive the freeze
+    reference = {k: v.clone() for k, v in backbone.state_dict().items() if not k.startswith("fc.")}
+    model = freeze_backbone(build_detector(backbone, num_classes=3, train_sizes=[64], test_size=64, fpn_channels=16))
+    body = model.backbone.body
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in body.modules())
+    assert sum(isinstance(m, FrozenBatchNorm2d) for m in body.modules()) == 20  # every ResNet-18 BN
+    assert not any(p.requires_grad for p in body.parameters())
+    fpn_before = [p.detach().clone() for p in model.backbone.fpn.parameters()]
+    with torch.no_grad():  # the frozen body computes what the backbone computed (eval-mode BN)
+        x = torch.rand(2, 3, 64, 64)
+        backbone.eval()
+        assert torch.allclose(body(x)["3"], backbone.layer4(backbone.layer3(backbone.layer2(backbone.layer1(
+            backbone.maxpool(backbone.relu(backbone.bn1(backbone.conv1(x)))))))), atol=1e-5)
+    model.train()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    for _ in range(2):
+        images, targets = _one_object_batch()
+        sum(model(images, targets).values()).backward()
+        opt.step()
+        opt.zero_grad()
+    after = body.state_dict()
+    kept = [k for k in reference if not k.endswith("num_batches_tracked")]  # FrozenBatchNorm2d has no counter
+    assert all(torch.equal(after[k], reference[k]) for k in kept)
+    assert any(not torch.equal(a, b) for a, b in zip(fpn_before, model.backbone.fpn.parameters()))
 
 
 def test_wrong_architecture_checkpoint_names_keys(tmp_path):

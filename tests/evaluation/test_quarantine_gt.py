@@ -101,9 +101,10 @@ def test_coco_finetune_stage_scores_against_the_manifest(dataset, spy, tmp_path,
     monkeypatch.setattr(coco_finetune, "_write", lambda *a, **k: None)
     params = validate_params(compose([f"data.coco.root={root}", "eval.coco.iterations=1", "eval.coco.batch_size=2",
                                       "eval.coco.train_sizes=[48]", "eval.coco.test_size=64",
-                                      "eval.coco.fpn_channels=16", "eval.seeds=1"]))
+                                      "eval.coco.fpn_channels=16", "eval.seeds=1", "eval.coco.probe_iterations=1"]))
     metrics = coco_finetune.run_coco(params, out=tmp_path / "out", backbone_path=tmp_path / "backbone.pt",
                                      manifests=manifests, supervised_path=tmp_path / "backbone.pt")
-    assert len(spy) == 6  # three backbones x (bbox, segm)
+    assert len(spy) == 12  # (fine-tuning, probe) x three backbones x (bbox, segm)
     assert all(seen == (listed_images, listed_anns) for seen in spy)
     assert metrics["pretrained"]["bbox"]["AP"] == metrics["random_init"]["segm"]["AP"] == 1.0
+    assert metrics["probe"]["supervised"]["bbox"]["AP"] == 1.0

@@ -31,3 +31,22 @@ def test_table_rows_come_from_the_evaluations_metrics(tmp_path):
     text = markdown(tmp_path)
     assert text.splitlines()[0].startswith("| evaluation | random init | pretrained | supervised |")
     assert "| linear top-1 | 0.310 ± 0.010 | 0.610 ± 0.010 | 0.910 ± 0.010 |" in text
+
+
+def test_coco_probe_block_is_its_own_row(tmp_path):
+    def block(base):
+        per_seed = {"random_init": {"bbox_AP": [base, base + 0.01, base + 0.02]},
+                    "pretrained": {"bbox_AP": [0.05, 0.06, 0.07]}, "supervised": {"bbox_AP": [0.10, 0.11, 0.12]}}
+        out = {name: backbone_block(v) for name, v in per_seed.items()}
+        out.update(compare(per_seed))
+        return out
+
+    coco = block(0.04)
+    coco["probe"] = block(0.01)
+    coco["seeds"] = [0, 1, 2]
+    _write(tmp_path, "data/coco/metrics.json", coco)
+    table = {r["evaluation"]: r for r in rows(tmp_path)}
+    assert set(table) == {"COCO box AP, fine-tuned", "COCO box AP, frozen-backbone probe"}  # no segm values here
+    assert table["COCO box AP, frozen-backbone probe"]["random_init"] == "0.020 ± 0.010"
+    assert table["COCO box AP, fine-tuned"]["random_init"] == "0.050 ± 0.010"
+    assert table["COCO box AP, frozen-backbone probe"]["runs"] == "3 seed(s)"

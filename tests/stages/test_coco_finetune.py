@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 COCO_CFG = {"train_images": 8, "val_images": 4, "min_size": 48, "max_size": 64, "max_objects": 2,
             "jpeg_quality": 90}
 OVERRIDES = ["eval.coco.iterations=3", "eval.coco.batch_size=2", "eval.coco.train_sizes=[48,64]",
-             "eval.coco.test_size=64", "eval.coco.fpn_channels=16", "eval.seeds=2"]
+             "eval.coco.test_size=64", "eval.coco.fpn_channels=16", "eval.seeds=2", "eval.coco.probe_iterations=2"]
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +66,16 @@ def test_tiny_run_writes_three_blocks_over_seeds_gain_verdicts_and_picture(proje
     assert m["gain"]["bbox"]["AP"] == pytest.approx(m["pretrained"]["bbox"]["AP"] - m["random_init"]["bbox"]["AP"])
     assert m["verdicts"]["supervised_vs_random_init"]["bbox_AP"]["n"] == 2
     assert (m["schedule"], m["iterations"], m["batch_size"], m["seeds"]) == ("short", 3, 2, [0, 1])
+    # The frozen-backbone probe: its own three backbones over the same seeds, and its own verdicts.
+    probe = m["probe"]
+    assert probe["iterations"] == 2 and len(probe["supervised"]["per_seed"]["bbox_AP"]) == 2
+    assert probe["verdicts"]["pretrained_vs_random_init"]["bbox_AP"]["n"] == 2
+    assert probe["pretrained"]["final_loss"] != m["pretrained"]["final_loss"]
     png = (project / "data/coco/predictions.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     assert not (project / "data/coco.partial").exists()
-    assert "iteration 3/3" in proc.stderr and "supervised seed 1" in proc.stderr  # plain log lines off a terminal
+    assert "iteration 3/3" in proc.stderr and "supervised finetune seed 1" in proc.stderr  # plain log lines
+    assert "supervised probe seed 1: box AP" in proc.stderr
 
 
 def test_wrong_backbone_and_empty_val_are_one_error_line(project, tmp_path):
@@ -104,7 +110,7 @@ def test_finetune_seed_defaults_to_the_top_level_seed_and_changes_only_the_finet
 
     def run(*overrides):
         params = validate_params(compose([f"data.coco.root={project / 'coco'}", *OVERRIDES, "eval.seeds=1",
-                                          *overrides]))
+                                          "eval.coco.probe_iterations=0", *overrides]))
         return run_coco(params, out=tmp_path / "_".join(overrides or ("default",)),
                         backbone_path=project / "data/pretrain/backbone.pt",
                         manifests=project / "data/validated/manifests",
@@ -112,6 +118,7 @@ def test_finetune_seed_defaults_to_the_top_level_seed_and_changes_only_the_finet
 
     default, seed5, top5 = run(), run("eval.coco.seed=5"), run("seed=5")
     assert (default["seeds"], seed5["seeds"], top5["seeds"]) == ([0], [5], [5])
+    assert "probe" not in default  # probe_iterations 0: no probe
     # Another fine-tuning seed is another run (heads, data order) ...
     assert seed5["pretrained"]["final_loss"] != default["pretrained"]["final_loss"]
     # ... while the random-init backbone stays the top-level seed's: seed=5 also changes that backbone.
