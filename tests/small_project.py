@@ -25,7 +25,7 @@ SMALL = {  # conf/<file> -> keys to override, so that `dvc exp run` (which recom
     "eval/default.yaml": {"seeds": 2, "knn": {"k": 10}, "linear": {"epochs": 2, "batch_size": 32},
                           "reid": {"height": 64, "width": 32, "batch_size": 16},
                           "coco": {"iterations": 2, "batch_size": 2, "train_sizes": [64], "test_size": 64,
-                                   "fpn_channels": 16}},
+                                   "fpn_channels": 16, "probe_iterations": 2}},
 }
 
 
