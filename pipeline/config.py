@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from .methods.catalog import METHOD_LOSSES, TAKES_LOCAL_VIEWS
 
@@ -32,7 +33,7 @@ class Strict(BaseModel):
 
 # --- generate: the embedded default dataset -------------------------------------------------------
 class GenClassification(Strict):
-    classes: int = Field(ge=2, le=12)
+    classes: int = Field(ge=2, le=144)  # beyond 12: shape x pattern x layout (generate_classification)
     image_size: int = Field(ge=16, le=512)
     train_per_class: int = PositiveInt
     val_per_class: int = PositiveInt
@@ -110,6 +111,8 @@ class DataCoco(Strict):
 
 class Data(Strict):
     name: str
+    # Classes in the training images, known or estimated (null: unknown); loss.k: auto needs it.
+    num_classes: int | None = Field(default=..., ge=2)
     classification: DataClassification
     sysu: DataSysu
     coco: DataCoco
@@ -171,26 +174,56 @@ class Model(Strict):
 
 # The `loss` section holds the active loss's keys only (conf/loss/<group>.yaml): `name` says which schema applies,
 # and a key of another loss is an error naming the loss and the keys it takes.
+def _rank_or_auto(value):
+    if value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        # A custom type, not value_error: the message then gets the key and value (see _describe).
+        raise PydanticCustomError("rank", "expected a rank >= 1 (1 = the hardest negative) or 'auto'")
+    return value
+
+
+RankOrAuto = Annotated[Union[int, str], PlainValidator(_rank_or_auto)]
+
+
 class TripletLoss(Strict):
     """conf/loss/{truncated_triplet,median,rank,hardest}.yaml (method triplet)."""
     name: Literal["truncated_triplet"]
     variant: Literal["smoothed", "rank", "median", "hardest"]
-    k: int = Field(ge=1)
-    k_end: int = Field(ge=1)
+    # auto: from the expected same-class negatives per query, (pool - 1) / data.num_classes (docs/methods.md)
+    k: RankOrAuto
+    k_end: RankOrAuto
     gamma: float = Field(gt=0)
     margin: float = Field(ge=0)
     gather_negatives: bool
 
     @model_validator(mode="after")
     def _ranks(self):
-        if self.k > self.k_end:
+        if "auto" not in (self.k, self.k_end) and self.k > self.k_end:
             raise ValueError(f"loss.k = {self.k} > loss.k_end = {self.k_end}: the deputy ranks k..k_end must be"
                              " a non-empty range (1 <= k <= k_end)")
         return self
 
+    @property
+    def auto(self) -> bool:
+        return "auto" in (self.k, self.k_end)
+
+    def ranks(self, pool: int, classes: int | None) -> tuple[int, int]:
+        """(k, k_end) for a pool of `pool` images: `auto` resolved (pipeline.losses.truncated_triplet.auto_ranks)."""
+        from .losses.truncated_triplet import auto_ranks
+
+        auto = auto_ranks(pool, classes) if self.auto else (0, 0)
+        k = auto[0] if self.k == "auto" else self.k
+        # k: auto moves the window: a k_end below the resolved k (the default 10 with 10 classes) is replaced
+        # by the automatic one, which keeps the paper's nine ranks.
+        k_end = self.k_end if self.k_end != "auto" and self.k_end >= k else max(auto[1], k)
+        return k, k_end
+
     def negatives_needed(self) -> int:
-        """Negatives per row the loss needs: rank k_end for smoothed, k for rank, one otherwise."""
-        return {"smoothed": self.k_end, "rank": self.k}.get(self.variant, 1)
+        """Negatives per row the loss needs: rank k_end for smoothed, k for rank, one otherwise (auto ranks fit
+        in any pool)."""
+        need = {"smoothed": self.k_end, "rank": self.k}.get(self.variant, 1)
+        return 1 if need == "auto" else need
 
     def describe(self) -> str:
         return f"'{self.name}' (variant '{self.variant}', k = {self.k}, k_end = {self.k_end})"
@@ -368,6 +401,14 @@ class Params(Strict):
         if self.train.local_views and self.method not in TAKES_LOCAL_VIEWS:
             raise ValueError(f"train.local_views = {self.train.local_views}: method {self.method!r} takes no small views;"
                              f" multi-crop is for {', '.join(sorted(TAKES_LOCAL_VIEWS))} (or set train.local_views=0)")
+        return self
+
+    @model_validator(mode="after")
+    def _auto_ranks_know_the_classes(self):
+        if getattr(self.loss, "auto", False) and self.data.num_classes is None:
+            raise ValueError(f"loss.k = {self.loss.k}, loss.k_end = {self.loss.k_end}: auto ranks follow the expected "
+                             "same-class negatives per query, (batch - 1) / classes, so they need data.num_classes "
+                             "(known or estimated): set -S data.num_classes=<n>")
         return self
 
     @model_validator(mode="after")

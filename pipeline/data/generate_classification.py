@@ -5,6 +5,12 @@ class: object and background colours from one shared palette (no per-image colou
 docs/method.md section 5), background texture, object scale, rotation, mirror and position,
 distractor blobs and lighting. The BYOL augmentations (crop, flip, colour jitter, grayscale, blur) are
 exactly the invariances that remove these nuisances, so self-supervision has a class signal to find.
+
+Up to 12 classes, a class is one shape (`shapes.SHAPES`). Beyond, classes are composed from the vocabulary:
+shape x pattern (solid, stripes, outline, holed) x layout (one object, a pair, a triple), 144 at most, so
+that a many-class world (docs/worlds.md) keeps the expected number of same-class negatives per query, (batch
+- 1) / classes, near the paper's ImageNet regime. The first 12 classes are the plain shapes: a 10-class set
+is the same whatever the vocabulary allows.
 """
 from __future__ import annotations
 
@@ -13,13 +19,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 from . import shapes
 from .generate_common import AtomicDir, item_rng, run_jobs, save_jpeg
 
 DOMAIN = 1  # separates this generator's random streams from the other datasets'
 SPLITS = ("train", "val")
+PATTERNS = ("solid", "stripes", "outline", "holed")
+LAYOUTS = ("one", "pair", "triple")
+MAX_CLASSES = len(shapes.SHAPES) * len(PATTERNS) * len(LAYOUTS)
+
+
+def class_parts(label: int) -> tuple[str, str, str]:
+    """(shape, pattern, layout) of class `label`: shapes vary fastest, then patterns, then layouts."""
+    n, p = len(shapes.SHAPES), len(PATTERNS)
+    return shapes.SHAPES[label % n], PATTERNS[(label // n) % p], LAYOUTS[label // (n * p)]
+
+
+def class_name(label: int) -> str:
+    shape, pattern, layout = class_parts(label)
+    return shape if (pattern, layout) == ("solid", "one") else f"{shape}-{pattern}-{layout}"
 
 
 @dataclass(frozen=True)
@@ -45,9 +65,15 @@ class ClassificationSpec:
         return cls(**d)
 
     def class_names(self) -> list[str]:
-        if not 2 <= self.classes <= len(shapes.SHAPES):
-            raise ValueError(f"generate.classification.classes = {self.classes}: expected 2..{len(shapes.SHAPES)}")
-        return list(shapes.SHAPES[: self.classes])
+        if not 2 <= self.classes <= MAX_CLASSES:
+            raise ValueError(f"generate.classification.classes = {self.classes}: expected 2..{MAX_CLASSES} "
+                             f"({len(shapes.SHAPES)} shapes x {len(PATTERNS)} patterns x {len(LAYOUTS)} layouts)")
+        return [class_name(i) for i in range(self.classes)]
+
+    def shape_names(self) -> list[str]:
+        """The shapes the classes use, in class order: the vocabulary the COCO and SYSU-30k worlds share."""
+        self.class_names()
+        return list(dict.fromkeys(class_parts(i)[0] for i in range(self.classes)))
 
 
 def draw_example(spec: ClassificationSpec, seed: int, split: int, label: int, index: int) -> Image.Image:
@@ -66,15 +92,45 @@ def draw_example(spec: ClassificationSpec, seed: int, split: int, label: int, in
     margin = 0.6 * radius  # allow the object to be partly cut by the border, as in real photos
     cx, cy = rng.uniform(margin, s - margin, 2)
     angle = math.radians(rng.uniform(-spec.rotation, spec.rotation))
-    polys = shapes.place(shapes.shape_polygons(shapes.SHAPES[label]), cx, cy, radius, angle,
-                         flip=bool(rng.integers(2)))
+    mask = _object_mask(s, *class_parts(label), cx, cy, radius, angle, flip=bool(rng.integers(2)))
     textured = rng.random() < spec.object_texture
     fill = shapes.texture(rng, s, s, jitter(fg_a), jitter(fg_b),
                           kind=rng.choice(["stripes", "noise"]) if textured else "flat")
-    canvas = shapes.composite(canvas, fill, shapes.polygon_mask((s, s), polys))
+    canvas = shapes.composite(canvas, fill, mask)
 
     canvas = canvas * rng.uniform(0.75, 1.15) + rng.normal(0, 4, canvas.shape)  # lighting + sensor noise
     return shapes.to_image(canvas, blur=float(rng.uniform(0, 0.6)))
+
+
+def _object_mask(s: int, shape: str, pattern: str, layout: str, cx: float, cy: float, radius: float,
+                 angle: float, flip: bool) -> Image.Image:
+    """Anti-aliased L mask of the class's object(s): `layout` copies of `shape` within `radius` of the
+    centre, cut by `pattern`. Draws nothing from the random stream (a class is a pure function of label)."""
+    unit = shapes.shape_polygons(shape)
+    if layout == "one":
+        parts = [(cx, cy, radius)]
+    else:  # copies around the centre, turning with the object
+        n, r = (2, 0.5 * radius) if layout == "pair" else (3, 0.45 * radius)
+        d = radius - r
+        parts = [(cx + d * math.cos(angle + 2 * math.pi * j / n), cy + d * math.sin(angle + 2 * math.pi * j / n), r)
+                 for j in range(n)]
+    mask = np.zeros((s, s), np.float32)
+    for x, y, r in parts:
+        part = np.asarray(shapes.polygon_mask((s, s), shapes.place(unit, x, y, r, angle, flip)), np.float32)
+        if pattern == "outline":  # the rim only: the part minus itself shrunk by about a fifth of its radius
+            width = 2 * max(1, round(0.2 * r)) + 1
+            inner = Image.fromarray(part.astype(np.uint8)).filter(ImageFilter.MinFilter(width))
+            part = part - np.asarray(inner, np.float32)
+        elif pattern == "holed":  # a round hole in the middle of each part
+            hole = np.asarray(shapes.polygon_mask((s, s), shapes.place([shapes.shape_polygons("circle")[0]], x, y,
+                                                                        0.35 * r, 0.0)), np.float32)
+            part = np.clip(part - hole, 0, 255)
+        mask = np.maximum(mask, part)
+    if pattern == "stripes":  # bands across the object, turning with it, period half its radius
+        yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
+        v = (yy - cy) * math.cos(angle) - (xx - cx) * math.sin(angle)
+        mask = mask * (np.mod(v / (0.5 * radius), 1.0) < 0.55)
+    return Image.fromarray(mask.astype(np.uint8), "L")
 
 
 def _add_distractors(rng, canvas: np.ndarray, pal: np.ndarray, max_n: int, jitter: float) -> np.ndarray:

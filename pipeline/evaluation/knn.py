@@ -9,6 +9,14 @@ import torch
 import torch.nn.functional as F
 
 
+def capped_k(k: int, train_labels: torch.Tensor) -> int:
+    """k, capped at the smallest class's count in the bank: beyond it, every vote of that class's val images
+    must also go to other classes (200 neighbours of a class with 40 train images is 160 votes elsewhere)."""
+    counts = torch.bincount(train_labels.long())
+    counts = counts[counts > 0]
+    return max(1, min(int(k), int(counts.min()) if len(counts) else int(k)))
+
+
 @torch.no_grad()
 def knn_top1(train_feats: torch.Tensor, train_labels: torch.Tensor, val_feats: torch.Tensor,
              val_labels: torch.Tensor, k: int = 200, temperature: float = 0.1, chunk: int = 1024) -> float:

@@ -13,12 +13,13 @@ import torch
 from torch import nn
 
 from ..ffcv_io.sidecar import sidecar_path
-from .knn import extract_features, knn_top1
+from .knn import capped_k, extract_features, knn_top1
 from .linear import fit_on_features
 
 
 class KnnLinearMonitor:
     """`monitor(backbone)` -> {"knn_top1": float, "linear_top1": float} on the bank (train) and val loaders.
+    The kNN's k is eval.knn.k capped at the smallest class's train count (`knn_k`, recorded in the metrics).
 
     Args:
         bank_loader, val_loader: classification eval loaders (centre crops, labels).
@@ -29,6 +30,7 @@ class KnnLinearMonitor:
     def __init__(self, bank_loader, val_loader, knn, linear, seed: int, device: torch.device):
         self.bank_loader, self.val_loader = bank_loader, val_loader
         self.knn, self.linear, self.seed, self.device = knn, linear, int(seed), device
+        self.knn_k: int | None = None  # eval.knn.k capped at the smallest class's bank count (after a call)
 
     @property
     def data_files(self) -> list[Path]:
@@ -42,7 +44,8 @@ class KnnLinearMonitor:
         classes = int(max(bank[1].max(), val[1].max())) + 1
         probe = fit_on_features(bank, val, classes=max(classes, 2), epochs=self.linear.epochs, lr=self.linear.lr,
                                 batch_size=self.linear.batch_size, seed=self.seed)
-        return {"knn_top1": knn_top1(*bank, *val, k=self.knn.k, temperature=self.knn.temperature),
+        self.knn_k = capped_k(self.knn.k, bank[1])
+        return {"knn_top1": knn_top1(*bank, *val, k=self.knn_k, temperature=self.knn.temperature),
                 "linear_top1": probe.top1}
 
 

@@ -30,6 +30,33 @@ from torch import nn
 from pipeline.losses._checks import check_pair, check_positive_int
 
 VARIANTS = ("smoothed", "rank", "median", "hardest")
+PAPER_WINDOW = 9  # ranks 2..10 of the official default
+
+
+def expected_false_negatives(pool: int, classes: int) -> float:
+    """Expected same-class negatives of a query among the other pool - 1 images, each of its class with
+    probability 1 / classes (the paper's Bernoulli model, balanced classes): (pool - 1) / classes."""
+    check_positive_int(pool, "pool", "expected_false_negatives")
+    check_positive_int(classes, "classes", "expected_false_negatives")
+    return (pool - 1) / classes
+
+
+def auto_ranks(pool: int, classes: int, window: int = PAPER_WINDOW) -> tuple[int, int]:
+    """`loss.k: auto`: the deputy ranks (k, k_end) that step over the expected false negatives.
+
+    With m = (pool - 1) / classes same-class negatives expected per query, the hardest ceil(m) ranks are
+    where they sit: k = max(2, ceil(m) + 1) starts after them (never below the paper's 2, which drops the
+    hardest), and k_end = k + window - 1 keeps the paper's nine ranks (2..10), both capped at the pool's
+    pool - 1 negatives. In the paper's regime (1000 classes, m << 1) this is the default 2..10; with 10
+    classes and a batch of 128 (m = 12.7) it is 14..22.
+    """
+    import math
+
+    if pool < 2:
+        raise ValueError(f"auto_ranks: a pool of {pool} image(s) has no negatives")
+    m = expected_false_negatives(pool, classes)
+    k_end = min(max(2, math.ceil(m) + 1) + window - 1, pool - 1)
+    return min(max(2, math.ceil(m) + 1), k_end), k_end
 
 
 class TruncatedTripletLoss(nn.Module):

@@ -82,7 +82,7 @@ def main() -> None:
         g = params.generate
         out = Path(g.out_dir)
         c, s, k = g.classification.model_dump(), g.sysu.model_dump(), g.coco.model_dump()
-        classes = gen_cls.ClassificationSpec.from_dict(c).class_names()
+        classes = gen_cls.ClassificationSpec.from_dict(c).shape_names()  # the vocabulary COCO and SYSU-30k share
         generate_once(out / "imagenet", c, g.seed,
                       lambda: gen_cls.generate_classification(out / "imagenet", c, g.seed), gen_cls)
         # In the classification look the other sets take the classification set's keys and classes: stamped too.

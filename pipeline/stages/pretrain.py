@@ -30,8 +30,9 @@ def main() -> None:
             # On the CPU the model is the cost: torch gets every core (the loaders' default leaves the
             # decoder threads theirs, which halves a 2-core machine's training speed).
             threads = {"torch_threads": os.cpu_count()} if device.type == "cpu" else {}
+            monitor = classification_monitor(params, device, **threads)
             trainer = Pretrainer(params, OUT, ssl_loader(params, device=device, distributed=dist.enabled, **threads),
-                                 dist, device, monitor=classification_monitor(params, device, **threads))
+                                 dist, device, monitor=monitor)
             trainer.resume()
             live = _live(trainer.state.history) if dist.is_main else None
             try:
@@ -43,7 +44,9 @@ def main() -> None:
                     live.end()
             if dist.is_main:
                 atomic_save(trainer.export(), OUT / "backbone.pt")
-                metrics = summarise(state)
+                metrics = summarise(state) | trainer.ranks()
+                if monitor.knn_k is not None:
+                    metrics["knn_k"] = monitor.knn_k  # eval.knn.k capped at the smallest class
                 write_metrics(OUT / "metrics.json", metrics)
                 log.info("kNN top-1 %.4f vs random init %.4f, linear probe %.4f vs %.4f; backbone: %s",
                          metrics["knn_top1"], metrics["random_init_knn_top1"], metrics["linear_top1"],

@@ -115,10 +115,24 @@ class Pretrainer:
     def _loss_kwargs(self) -> dict:
         l = self.p.loss
         kwargs = {k: getattr(l, k) for k in loss_hyperparameters(l.name)}
-        if getattr(LOSSES[l.name], "selects_negatives", False) and getattr(l, "gather_negatives", False) and self.dist.enabled:
-            # docs/method.md section 2: expected false negatives grow with the pool, so the ranks scale with it.
-            kwargs["k"], kwargs["k_end"] = l.k * self.dist.world_size, l.k_end * self.dist.world_size
+        if getattr(LOSSES[l.name], "selects_negatives", False):
+            gathered = getattr(l, "gather_negatives", False) and self.dist.enabled
+            pool = self.p.train.batch_size * (self.dist.world_size if gathered else 1)
+            if l.auto:  # from the expected false negatives in the pool the loss ranks (docs/methods.md)
+                kwargs["k"], kwargs["k_end"] = l.ranks(pool, self.p.data.num_classes)
+            elif gathered:
+                # docs/method.md section 2: expected false negatives grow with the pool, so the ranks scale with it.
+                kwargs["k"], kwargs["k_end"] = l.k * self.dist.world_size, l.k_end * self.dist.world_size
         return kwargs
+
+    def ranks(self) -> dict:
+        """The deputy ranks the loss uses (after `auto` and pool scaling), for the metrics; {} for other losses."""
+        if not hasattr(self.loss_fn, "k_end"):
+            return {}
+        out = {"loss_k": self.loss_fn.k, "loss_k_end": self.loss_fn.k_end}
+        if self.p.data.num_classes:
+            out["expected_false_negatives"] = (self.p.train.batch_size - 1) / self.p.data.num_classes
+        return out
 
     def resume(self) -> bool:
         """Load the checkpoint if it belongs to this run (same parameters and code); True if resumed."""

@@ -63,8 +63,8 @@ def test_colour_carries_no_class_information():
 
 
 def test_bad_class_count_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="generate.classification.classes = 40"):
-        generate_classification(tmp_path / "x", SMALL | {"classes": 40}, seed=0)
+    with pytest.raises(ValueError, match="generate.classification.classes = 200"):
+        generate_classification(tmp_path / "x", SMALL | {"classes": 200}, seed=0)
 
 
 def test_two_tone_palette_draws_both_polarities_and_no_third_colour():
@@ -79,3 +79,46 @@ def test_two_tone_palette_draws_both_polarities_and_no_third_colour():
         grey = img.mean(2)
         assert np.abs(img - grey[..., None]).max() < 30  # neutral tones only: no hue to identify an image
     assert 0.2 < np.mean(light_background) < 0.8
+
+
+def test_many_class_vocabulary_composes_shapes_patterns_and_layouts():
+    from pipeline.data import shapes
+    from pipeline.data.generate_classification import MAX_CLASSES, class_parts
+
+    spec = ClassificationSpec.from_dict(SMALL | {"classes": MAX_CLASSES, "image_size": 64})
+    names = spec.class_names()
+    assert MAX_CLASSES == 144 and len(set(names)) == 144
+    assert names[:12] == list(shapes.SHAPES)  # a set of up to 12 classes is the plain shapes, as before
+    assert names[12] == "circle-stripes-one" and names[-1] == "lshape-holed-triple"
+    assert spec.shape_names() == list(shapes.SHAPES)
+    assert ClassificationSpec.from_dict(SMALL | {"classes": 4}).shape_names() == list(shapes.SHAPES[:4])
+    assert {class_parts(i)[1:] for i in range(144)} == {(p, l) for p in ("solid", "stripes", "outline", "holed")
+                                                        for l in ("one", "pair", "triple")}
+    # Same draw, other pattern or layout: the picture differs, the object covers less than the solid one.
+    ink = {}
+    for label in (0, 12, 24, 36, 48, 96):  # circle: solid, stripes, outline, holed; solid pair, solid triple
+        img = np.asarray(draw_example(spec, 0, 0, label, 0).convert("L"), dtype=np.float32)
+        ink[class_parts(label)[1:]] = img
+    solid = ink[("solid", "one")]
+    for key, img in ink.items():
+        if key != ("solid", "one"):
+            assert np.abs(img - solid).mean() > 3, key
+    with pytest.raises(ValueError, match="expected 2..144"):
+        ClassificationSpec.from_dict(SMALL | {"classes": 145}).class_names()
+
+
+def test_many_class_data_group_generates_144_class_folders(tmp_path):
+    from pipeline.config import compose, validate_params
+
+    p = validate_params(compose(["data=embedded_many"]))
+    spec = p.generate.classification
+    assert (p.data.name, p.data.num_classes, spec.classes) == ("embedded_many", 144, 144)
+    assert p.data.classification.root.startswith(p.generate.out_dir)
+    assert (spec.train_per_class, spec.val_per_class, spec.palette_size) == (40, 10, 2)  # the default look
+    assert p.train.batch_size / p.data.num_classes <= 1.3  # at most about one same-class negative per query
+    small = spec.model_dump() | {"image_size": 32, "train_per_class": 1, "val_per_class": 1}
+    stats = generate_classification(tmp_path / "imagenet", small, seed=0)
+    assert stats == {"classes": 144, "train_images": 144, "val_images": 144}
+    train = read_imagefolder(tmp_path / "imagenet", "train")
+    assert len(train.classes) == 144 and len(train.images) == 144
+    assert "star-outline-pair" in train.classes

@@ -48,3 +48,17 @@ def test_emp_ssl_is_linearly_evaluated_on_bags_of_patches(project):
     # The authors' protocol: features extracted once from bags of patches, whatever fast_features says.
     assert linear["protocol"]["features"] == "patch_bag" and linear["protocol"]["fast_features"] is True
     assert 0.0 <= linear["pretrained"]["top1"] <= 1.0
+
+
+def test_exp_run_with_auto_ranks_records_the_resolved_k(project):
+    from pipeline.losses.truncated_triplet import auto_ranks
+
+    sh(project, "dvc", "exp", "run", "-n", "kauto", "-S", "loss.k=auto", "pretrain")
+    data = _exp_data(project, "kauto")
+    params = data["params"]["params.yaml"]["data"]
+    assert params["loss"]["k"] == "auto" and params["data"]["num_classes"] >= 2
+    metrics = data["metrics"]["data/pretrain/metrics.json"]["data"]
+    k, k_end = auto_ranks(params["train"]["batch_size"], params["data"]["num_classes"])
+    assert (metrics["loss_k"], metrics["loss_k_end"]) == (k, k_end)
+    expected = (params["train"]["batch_size"] - 1) / params["data"]["num_classes"]
+    assert metrics["expected_false_negatives"] == pytest.approx(expected)

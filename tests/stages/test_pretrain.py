@@ -82,6 +82,9 @@ def test_outputs_metrics_and_learning_curve(uninterrupted):
     assert metrics["epochs"] == 3 and metrics["steps"] == 3 * (96 // 16)
     assert 0 <= metrics["random_init_knn_top1"] <= 1 and 0 <= metrics["knn_top1"] <= 1
     assert 0 <= metrics["fn_selected"] <= 1 and 0 <= metrics["fn_hardest"] <= 1
+    # What the loss and the monitor used: the deputy ranks, the expected false negatives, the kNN's k.
+    assert (metrics["loss_k"], metrics["loss_k_end"]) == (2, 10) and metrics["knn_k"] <= 10
+    assert metrics["expected_false_negatives"] > 0
     curve = (out / "live/plots/metrics/knn_top1.tsv").read_text().strip().splitlines()
     assert curve[0].split("\t")[:2] == ["step", "knn_top1"] and len(curve) == 1 + 3
     assert 0 <= metrics["random_init_linear_top1"] <= 1 and 0 <= metrics["linear_top1"] <= 1
