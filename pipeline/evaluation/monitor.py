@@ -48,6 +48,13 @@ class KnnLinearMonitor:
         return {"knn_top1": knn_top1(*bank, *val, k=self.knn_k, temperature=self.knn.temperature),
                 "linear_top1": probe.top1}
 
+    def bank_k(self) -> int:
+        """The kNN's k for this bank, also when no call has been made (a finished run resumed: one pass over the
+        bank's labels)."""
+        if self.knn_k is None:
+            self.knn_k = capped_k(self.knn.k, torch.cat([torch.as_tensor(y) for _, y in self.bank_loader]))
+        return self.knn_k
+
 
 def classification_monitor(params, device: torch.device, **loader_options) -> KnnLinearMonitor:
     """The pretrain stage's monitor: the classification train (bank) and val sets' eval loaders, eval.knn,

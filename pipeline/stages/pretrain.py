@@ -44,9 +44,7 @@ def main() -> None:
                     live.end()
             if dist.is_main:
                 atomic_save(trainer.export(), OUT / "backbone.pt")
-                metrics = summarise(state) | trainer.ranks()
-                if monitor.knn_k is not None:
-                    metrics["knn_k"] = monitor.knn_k  # eval.knn.k capped at the smallest class
+                metrics = summarise(state) | trainer.ranks() | {"knn_k": monitor.bank_k()}  # k capped per class
                 write_metrics(OUT / "metrics.json", metrics)
                 log.info("kNN top-1 %.4f vs random init %.4f, linear probe %.4f vs %.4f; backbone: %s",
                          metrics["knn_top1"], metrics["random_init_knn_top1"], metrics["linear_top1"],
