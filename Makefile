@@ -4,7 +4,7 @@ export GX_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: setup repro test test-all params lock server serve exp sweep
+.PHONY: setup repro test test-all params doctor lock server serve exp sweep
 
 setup:            ## Debian packages + .venv from uv.lock (the project editable, dev extras); idempotent
 	bash scripts/setup.sh
@@ -30,6 +30,10 @@ test-all: setup   ## everything except GPU tests: slow and extended ones include
 
 params:           ## rewrite params.yaml from conf/ after editing a config group
 	python -m pipeline.config compose
+
+doctor:           ## what is missing or misconfigured (venv, packages, Debian libraries, DVC, params, Prefect, disk)
+	@if [ -x .venv/bin/python ]; then .venv/bin/python -m pipeline.doctor; \
+	else echo "FAIL environment: .venv does not exist: run make setup"; exit 1; fi
 
 # Prefect (README, "Orchestration with Prefect"): state in .prefect/ unless PREFECT_HOME is set.
 export PREFECT_HOME ?= $(CURDIR)/.prefect
