@@ -50,10 +50,17 @@ def sh(cwd: Path, *args: str, check: bool = True, timeout: float = 600,
     return proc
 
 
-def _project_files() -> list[str]:
-    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                         capture_output=True, text=True, check=True).stdout.split("\n")
-    return [f for f in out if f and (REPO / f).is_file()]
+def _project_files(repo: Path = REPO) -> list[str]:
+    """What a clone of the working tree would hold: git-tracked files, and untracked ones (new code not yet
+    committed) outside data/. Never the user's own pipeline outputs under data/: an interrupted `dvc repro`
+    leaves them untracked *and* unignored (DVC rewrites the .gitignore files only at the end of a run), and a
+    copy of data/validated/manifests would then clash with the copy's own output ("already tracked by SCM")."""
+    def listed(*args: str) -> list[str]:
+        out = subprocess.run(["git", "ls-files", *args], cwd=repo, capture_output=True, text=True, check=True)
+        return [f for f in out.stdout.split("\n") if f]
+
+    untracked = [f for f in listed("--others", "--exclude-standard") if not f.startswith("data/")]
+    return [f for f in sorted(set(listed("--cached")) | set(untracked)) if (repo / f).is_file()]
 
 
 def git_commit(root: Path, message: str) -> None:
