@@ -115,9 +115,7 @@ def check_prefect(url: str | None = None, timeout: float = 3.0) -> Check:
 
 def check_disk(repo: Path = REPO, min_free_gib: float = MIN_FREE_GIB) -> Check:
     free = shutil.disk_usage(repo).free / 2**30
-    cache = repo / ".dvc/cache"
-    used = sum(f.stat().st_size for f in cache.rglob("*") if f.is_file()) / 2**30 if cache.is_dir() else 0.0
-    detail = f"{free:.1f} GiB free at {repo}; the DVC cache holds {used:.2f} GiB"
+    detail = f"{free:.1f} GiB free at {repo} (the DVC cache, .dvc/cache, lives there)"
     if free < min_free_gib:
         return Check("warn", "disk", f"{detail}; below {min_free_gib:g} GiB a repro may stop with a full disk "
                                      "(`dvc gc -w` drops cached versions no commit uses)")

@@ -54,9 +54,9 @@ def auto_ranks(pool: int, classes: int, window: int = PAPER_WINDOW) -> tuple[int
 
     if pool < 2:
         raise ValueError(f"auto_ranks: a pool of {pool} image(s) has no negatives")
-    m = expected_false_negatives(pool, classes)
-    k_end = min(max(2, math.ceil(m) + 1) + window - 1, pool - 1)
-    return min(max(2, math.ceil(m) + 1), k_end), k_end
+    k = max(2, math.ceil(expected_false_negatives(pool, classes)) + 1)
+    k_end = min(k + window - 1, pool - 1)
+    return min(k, k_end), k_end
 
 
 class TruncatedTripletLoss(nn.Module):

@@ -21,6 +21,7 @@ from torch import nn
 
 from ..ffcv_io.sidecar import sidecar_path
 from ..losses import LOSSES, build_loss, false_negative_rates, hardest_false_negative_rate, loss_hyperparameters
+from ..losses.truncated_triplet import expected_false_negatives
 from ..methods.registry import build_method
 from ..models.siamese import ema_momentum
 from ..progress import show_progress
@@ -116,14 +117,20 @@ class Pretrainer:
         l = self.p.loss
         kwargs = {k: getattr(l, k) for k in loss_hyperparameters(l.name)}
         if getattr(LOSSES[l.name], "selects_negatives", False):
-            gathered = getattr(l, "gather_negatives", False) and self.dist.enabled
-            pool = self.p.train.batch_size * (self.dist.world_size if gathered else 1)
+            gathered = self._gathered()
             if l.auto:  # from the expected false negatives in the pool the loss ranks (docs/methods.md)
-                kwargs["k"], kwargs["k_end"] = l.ranks(pool, self.p.data.num_classes)
+                kwargs["k"], kwargs["k_end"] = l.ranks(self._pool(), self.p.data.num_classes)
             elif gathered:
                 # docs/method.md section 2: expected false negatives grow with the pool, so the ranks scale with it.
                 kwargs["k"], kwargs["k_end"] = l.k * self.dist.world_size, l.k_end * self.dist.world_size
         return kwargs
+
+    def _gathered(self) -> bool:
+        return bool(getattr(self.p.loss, "gather_negatives", False)) and self.dist.enabled
+
+    def _pool(self) -> int:
+        """Images one query's negatives come from: the per-process batch, or all processes' when gathered."""
+        return self.p.train.batch_size * (self.dist.world_size if self._gathered() else 1)
 
     def ranks(self) -> dict:
         """The deputy ranks the loss uses (after `auto` and pool scaling), for the metrics; {} for other losses."""
@@ -131,7 +138,7 @@ class Pretrainer:
             return {}
         out = {"loss_k": self.loss_fn.k, "loss_k_end": self.loss_fn.k_end}
         if self.p.data.num_classes:
-            out["expected_false_negatives"] = (self.p.train.batch_size - 1) / self.p.data.num_classes
+            out["expected_false_negatives"] = expected_false_negatives(self._pool(), self.p.data.num_classes)
         return out
 
     def resume(self) -> bool:
