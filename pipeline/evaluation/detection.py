@@ -28,7 +28,7 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from ..progress import show_progress
+from ..progress import show_progress, track
 from .coco_data import CocoDetection, IterationSampler, collate
 
 log = logging.getLogger("pipeline")
@@ -207,14 +207,10 @@ def finetune(model: nn.Module, dataset: CocoDetection, schedule: Schedule, train
     opt = make_optimizer(model, schedule.lr)
     size_rng = torch.Generator().manual_seed(seed)
     model.train()
-    bar = None
-    if rank == 0 and show_progress():
-        from tqdm import tqdm
-
-        bar = tqdm(total=schedule.iterations, desc=desc, leave=False)
     tail_from, tail, start = int(schedule.iterations * 0.9), {}, time.perf_counter()
     torch.manual_seed(seed + rank)  # the random flips
-    for it, (images, targets) in enumerate(loader):
+    for it, (images, targets) in enumerate(track(loader, desc, total=schedule.iterations, unit="iterations",
+                                                 enabled=rank == 0)):
         set_image_size(model, train_sizes[int(torch.randint(len(train_sizes), (), generator=size_rng))])
         for group in opt.param_groups:
             group["lr"] = schedule.lr_at(it)
@@ -231,14 +227,9 @@ def finetune(model: nn.Module, dataset: CocoDetection, schedule: Schedule, train
         if it >= tail_from:
             for k, v in losses.items():
                 tail.setdefault(k, []).append(v.item())
-        if bar is not None:
-            bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        elif rank == 0 and ((it + 1) % log_every == 0 or it + 1 == schedule.iterations):
+        if rank == 0 and not show_progress() and ((it + 1) % log_every == 0 or it + 1 == schedule.iterations):
             log.info("%s: iteration %d/%d loss %.3f lr %.4g (%.1f s)", desc, it + 1, schedule.iterations,
                      loss.item(), schedule.lr_at(it), time.perf_counter() - start)
-    if bar is not None:
-        bar.close()
     return {k: sum(v) / len(v) for k, v in tail.items()}
 
 

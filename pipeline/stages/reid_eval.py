@@ -35,7 +35,7 @@ from ..evaluation.reid import DISTRACTOR_ID, evaluate, top_k
 from ..ffcv_io.datasets import MANIFESTS, plan_for, read_manifest, selected_rows
 from ..ffcv_io.sidecar import read_layout
 from ..loaders.from_params import reid_eval_loader, ssl_loader
-from ..progress import show_progress
+from ..progress import track
 from ..train.loop import TrainingDiverged, pick_device
 from ._common import StageFailed, eval_seeds, log, run_stage, write_metrics
 
@@ -59,11 +59,7 @@ def extract(loader, backbones: dict[str, torch.nn.Module], device: torch.device,
         model.eval().to(device, memory_format=torch.channels_last)
     feats = {name: [] for name in backbones}
     ids, cams = [], []
-    batches = loader
-    if show_progress():
-        from tqdm import tqdm
-        batches = tqdm(loader, desc=desc, unit="batch")
-    for images, label, camera, distractor in batches:
+    for images, label, camera, distractor in track(loader, desc, unit="batches"):
         both = torch.cat([images, images.flip(3)]).contiguous(memory_format=torch.channels_last)
         for name, model in backbones.items():
             f = model(both).float()

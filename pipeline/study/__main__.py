@@ -10,14 +10,16 @@ import shlex
 import sys
 from pathlib import Path
 
-from .runs import KS, LOSSES, SEEDS, StudyError, StudySpec
+from .runs import DEFAULT_LOSSES, LOSSES, SEEDS, WORLDS, StudyError, StudySpec
 
 
 def _spec_args(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--losses", help=f"comma-separated subset of {','.join(LOSSES)} (default: all)")
+    ap.add_argument("--losses", help=f"comma-separated, some of {','.join(LOSSES)} "
+                                     f"(default {','.join(DEFAULT_LOSSES)})")
+    ap.add_argument("--worlds", help=f"comma-separated data groups, some of {','.join(WORLDS)} (default: both)")
     ap.add_argument("--seeds", type=int, help=f"seeds per loss, 0..N-1 (default {len(SEEDS)})")
-    ap.add_argument("--ks", help=f"ranks k of the sweep, comma-separated, '' for none "
-                                 f"(default {','.join(map(str, KS))})")
+    ap.add_argument("--ks", help="ranks k of the smoothed triplet's sweep, comma-separated, e.g. 1,2,3,5,10 "
+                                 "(default: no sweep)")
     ap.add_argument("--epochs", type=int, help="train.epochs of every run (default: what conf/ composes)")
     ap.add_argument("-S", "--set-param", dest="extra", action="append", default=[], metavar="KEY=VALUE",
                     help="another override for every run (e.g. train.lr=0.5); repeatable")
@@ -41,13 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not (root / "dvc.yaml").is_file():
             raise StudyError(f"{root}: no dvc.yaml here; run the study from the project root")
-        spec = StudySpec.from_args(args.losses, args.seeds, args.ks, args.epochs, args.extra, args.prefix)
+        spec = StudySpec.from_args(args.losses, args.seeds, args.ks, args.epochs, args.extra, args.prefix,
+                                   args.worlds)
         if args.cmd == "plan":
             points, runs = spec.plan()
             print(f"{len(points)} points, {len(runs)} runs:")
             for r in runs:
                 shared = [f"{p.kind}={p.label}/s{p.seed}" for p in points if p.run == r.name]
-                print(f"  {r.name:<22} {' '.join('-S ' + o for o in r.overrides):<70} {', '.join(shared)}")
+                print(f"  {r.name:<34} {' '.join('-S ' + o for o in r.overrides):<100} {', '.join(shared)}")
         elif args.cmd == "run":
             from .runs import run_study
 

@@ -1,35 +1,54 @@
-"""The study's experiment set and how it is run: one DVC experiment per (loss, seed) and per rank k.
+"""The study's experiment set and how it is run: one DVC experiment per (world, loss, seed) and per rank k.
 
 Every run is `dvc exp run --temp -n <name> -S <overrides> pretrain`: DVC reproduces the `pretrain` stage
 and what it depends on (generate, validate, convert: unchanged, so skipped with their outputs taken from
 the cache), never the evaluation stages downstream of it, whose cost would not change the comparison (the
-pretrain stage already logs kNN and linear-probe top-1 every epoch). `--temp` runs it in a temporary copy,
-so the workspace and its params.yaml are left as they were, and records it as an experiment commit named
-`<prefix>-<loss>-s<seed>` / `<prefix>-k<k>-s<seed>` on the current commit (`dvc exp show` lists them).
+pretrain stage already logs kNN and linear-probe top-1 every epoch, and the training seconds behind each).
+`--temp` runs it in a temporary copy, so the workspace and its params.yaml are left as they were, and records
+it as an experiment commit named `<prefix>-<world>-<loss>-s<seed>` / `<prefix>-<world>-k<k>-s<seed>` on the
+current commit (`dvc exp show` lists them).
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
 # label -> (what it is, Hydra overrides, params the recorded run must have). The reference comes first. loss.name
-# implies the method (the params schema pairs them), so runs recorded before `method` existed still match.
+# implies the method (the params schema pairs them).
 LOSSES: dict[str, tuple[str, tuple[str, ...], dict]] = {
     "triplet": ("truncated triplet, smoothed k=2 (paper)",
                 ("loss=truncated_triplet", "loss.k=2"),
                 {"loss.name": "truncated_triplet", "loss.variant": "smoothed", "loss.k": 2}),
+    "auto": ("truncated triplet, k: auto (false-negative-aware)",
+             ("loss=truncated_triplet", "loss.k=auto", "loss.k_end=auto"),
+             {"loss.name": "truncated_triplet", "loss.variant": "smoothed", "loss.k": "auto"}),
     "median": ("median triplet", ("loss=median",), {"loss.name": "truncated_triplet", "loss.variant": "median"}),
     "hardest": ("hardest-negative triplet", ("loss=hardest",),
                 {"loss.name": "truncated_triplet", "loss.variant": "hardest"}),
     "byol": ("BYOL", ("method=byol",), {"loss.name": "byol"}),
+    "simclr": ("SimCLR", ("method=simclr",), {"loss.name": "nt_xent"}),
+    "simsiam": ("SimSiam", ("method=simsiam",), {"loss.name": "negative_cosine"}),
+    "emp_ssl": ("EMP-SSL", ("method=emp_ssl",), {"loss.name": "coding_rate"}),
     "infonce": ("InfoNCE on BYOL's model", ("method=infonce",), {"loss.name": "infonce"}),
 }
+# The published methods (docs/methods.md); InfoNCE on BYOL's model stays available with --losses.
+DEFAULT_LOSSES = ("triplet", "auto", "median", "hardest", "byol", "simclr", "simsiam", "emp_ssl")
+# Run last: EMP-SSL's 20 patches per image cost several times a two-view step, so an interrupted study has
+# covered every other method first.
+SLOW_LOSSES = ("emp_ssl",)
+# data group -> what it is (docs/worlds.md): the 10-class default and the many-class world of the paper's regime.
+WORLDS: dict[str, str] = {"embedded": "10 classes, 5,000 training images",
+                          "embedded_many": "144 classes, 5,760 training images"}
 REFERENCE = "triplet"
-KS = (1, 2, 3, 5, 10)
+KS: tuple[int, ...] = ()  # the rank sweep is optional (--ks 1,2,3,5,10): it costs a run per k and world
 SEEDS = (0, 1, 2)
 STAGE = "pretrain"
+# `touch .dvc/tmp/study-stop`: the running study stops after its current run (and removes the file), so the
+# machine can be freed without losing a run; `make study` later resumes where it stopped.
+STOP_FILE = Path(".dvc/tmp/study-stop")
 
 
 class StudyError(RuntimeError):
@@ -46,11 +65,12 @@ class Run:
 
 @dataclass(frozen=True)
 class Point:
-    """One point of the study: a loss at a seed, or a rank k of the smoothed truncated triplet at a seed."""
+    """One point of the study: a loss at a seed, or a rank k of the smoothed truncated triplet at a seed, in a world."""
     kind: str  # "loss" | "k"
     label: str  # loss label, or str(k)
     seed: int
     run: str  # the name of the experiment that measures it (shared when two points are the same run)
+    world: str = "embedded"  # the data group
 
 
 def _parse_ints(text: str, what: str) -> tuple[int, ...]:
@@ -63,58 +83,66 @@ def _parse_ints(text: str, what: str) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class StudySpec:
-    """Which runs make up the study. The defaults are the issue's: 5 losses x 3 seeds + k in {1,2,3,5,10}."""
-    losses: tuple[str, ...] = tuple(LOSSES)
+    """Which runs make up the study. The defaults: the published methods x 3 seeds x both worlds, no k sweep."""
+    losses: tuple[str, ...] = DEFAULT_LOSSES
     seeds: tuple[int, ...] = SEEDS
     ks: tuple[int, ...] = KS
     epochs: int | None = None  # train.epochs for every run (None: what conf/ composes)
     extra: tuple[str, ...] = ()  # further key=value overrides applied to every run (same budget for all)
     prefix: str = "eff"
+    worlds: tuple[str, ...] = tuple(WORLDS)
 
     def __post_init__(self):
         unknown = [x for x in self.losses if x not in LOSSES]
         if unknown:
             raise StudyError(f"losses {unknown}: unknown; expected some of {', '.join(LOSSES)}")
+        worlds = [w for w in self.worlds if w not in WORLDS]
+        if worlds or not self.worlds:
+            raise StudyError(f"worlds {list(self.worlds)}: expected one or more of {', '.join(WORLDS)}")
         if not self.losses and not self.ks:
             raise StudyError("the study has no runs: give at least one loss or one k")
         if not self.seeds:
             raise StudyError("seeds: at least one seed is needed")
-        if len(set(self.seeds)) != len(self.seeds) or len(set(self.ks)) != len(self.ks):
-            raise StudyError(f"seeds {list(self.seeds)} / ks {list(self.ks)}: repeated values")
+        if (len(set(self.seeds)) != len(self.seeds) or len(set(self.ks)) != len(self.ks)
+                or len(set(self.worlds)) != len(self.worlds)):
+            raise StudyError(f"seeds {list(self.seeds)} / ks {list(self.ks)} / worlds {list(self.worlds)}: "
+                             "repeated values")
         if any(k < 1 for k in self.ks):
             raise StudyError(f"ks {list(self.ks)}: every k must be >= 1")
         if self.epochs is not None and self.epochs < 1:
             raise StudyError(f"epochs = {self.epochs}: expected >= 1")
         for kv in self.extra:
             key = kv.split("=", 1)[0]
-            if "=" not in kv or key.split(".")[0] in {"seed", "loss"} or key in ("train.epochs",
-                                                                                  "train.monitor_every"):
+            if "=" not in kv or key.split(".")[0] in {"seed", "loss", "data", "method"} or key in (
+                    "train.epochs", "train.monitor_every"):
                 raise StudyError(f"-S {kv}: expected key=value for a key the study does not set itself "
-                                 "(seed, loss.*, train.epochs and train.monitor_every are the study's)")
+                                 "(seed, data, method, loss.*, train.epochs and train.monitor_every are the study's)")
         if not self.prefix.replace("-", "").replace("_", "").isalnum():
             raise StudyError(f"prefix = {self.prefix!r}: letters, digits, '-' and '_' only")
 
     @classmethod
     def from_args(cls, losses: str | None, seeds: int | None, ks: str | None, epochs: int | None,
-                  extra: list[str] | None, prefix: str) -> "StudySpec":
+                  extra: list[str] | None, prefix: str, worlds: str | None = None) -> "StudySpec":
         return cls(losses=tuple(v.strip() for v in losses.split(",") if v.strip()) if losses is not None
-                   else tuple(LOSSES),
+                   else DEFAULT_LOSSES,
                    seeds=tuple(range(seeds)) if seeds is not None else SEEDS,
                    ks=_parse_ints(ks, "ks") if ks is not None else KS,
-                   epochs=epochs, extra=tuple(extra or ()), prefix=prefix)
+                   epochs=epochs, extra=tuple(extra or ()), prefix=prefix,
+                   worlds=tuple(v.strip() for v in worlds.split(",") if v.strip()) if worlds is not None
+                   else tuple(WORLDS))
 
     @property
     def k_seed(self) -> int:
         """The k sweep runs at the first seed (one run per k; the seed spread comes from the loss runs)."""
         return self.seeds[0]
 
-    def _common(self, seed: int) -> tuple[tuple[str, ...], dict]:
+    def _common(self, seed: int, world: str) -> tuple[tuple[str, ...], dict]:
         # Learning curves need every epoch's kNN and probe, whatever the pipeline default's monitor_every. Not
         # in `expect`: runs recorded before the key existed monitored every epoch, and the report refuses any
         # run whose curve misses an epoch.
-        overrides = ((f"seed={seed}",) + ((f"train.epochs={self.epochs}",) if self.epochs else ())
+        overrides = ((f"data={world}", f"seed={seed}") + ((f"train.epochs={self.epochs}",) if self.epochs else ())
                      + ("train.monitor_every=1",) + self.extra)
-        expect = {"seed": seed} | ({"train.epochs": self.epochs} if self.epochs else {})
+        expect = {"data.name": world, "seed": seed} | ({"train.epochs": self.epochs} if self.epochs else {})
         for kv in self.extra:
             key, value = kv.split("=", 1)
             expect[key] = _yaml_value(value)
@@ -123,28 +151,54 @@ class StudySpec:
     def plan(self) -> tuple[list[Point], list[Run]]:
         """(every point of the study, the distinct runs that measure them) in run order.
 
-        A point whose overrides equal an earlier point's shares its run: the k = 2 point of the k sweep
-        is the reference loss at the first seed, so the default study is 20 points and 19 runs.
+        Points that are the same run share it: the k = 2 point of a k sweep is the reference loss at the first
+        seed, and `k: auto` is the reference wherever it resolves to the paper's ranks (the many-class world).
+        Runs go seed by seed (every method of a seed before the next seed), the slow methods last.
         """
         points: list[Point] = []
         runs: dict[tuple[str, ...], Run] = {}
 
-        def add(kind: str, label: str, seed: int, name: str, loss_overrides: tuple[str, ...], expect: dict):
-            common, common_expect = self._common(seed)
+        def add(kind: str, label: str, seed: int, world: str, name: str, loss_overrides: tuple[str, ...],
+                expect: dict):
+            common, common_expect = self._common(seed, world)
             key = tuple(sorted(loss_overrides + common))
             if key not in runs:
                 runs[key] = Run(name, loss_overrides + common, expect | common_expect)
-            points.append(Point(kind, label, seed, runs[key].name))
+            points.append(Point(kind, label, seed, runs[key].name, world))
 
-        for loss in self.losses:
-            _, overrides, expect = LOSSES[loss]
-            for seed in self.seeds:
-                add("loss", loss, seed, f"{self.prefix}-{loss}-s{seed}", overrides, expect)
-        for k in self.ks:
-            add("k", str(k), self.k_seed, f"{self.prefix}-k{k}-s{self.k_seed}",
-                ("loss=truncated_triplet", f"loss.k={k}"),
-                {"loss.name": "truncated_triplet", "loss.variant": "smoothed", "loss.k": k})
-        return points, list(runs.values())
+        for world in self.worlds:
+            same_as_reference = (REFERENCE in self.losses and "auto" in self.losses
+                                 and resolved_ranks(world, LOSSES["auto"][1], self.extra)
+                                 == resolved_ranks(world, LOSSES[REFERENCE][1], self.extra))
+            for loss in self.losses:
+                shared = REFERENCE if loss == "auto" and same_as_reference else loss
+                _, overrides, expect = LOSSES[shared]
+                for seed in self.seeds:
+                    add("loss", loss, seed, world, f"{self.prefix}-{world}-{shared}-s{seed}", overrides, expect)
+            for k in self.ks:
+                add("k", str(k), self.k_seed, world, f"{self.prefix}-{world}-k{k}-s{self.k_seed}",
+                    ("loss=truncated_triplet", f"loss.k={k}"),
+                    {"loss.name": "truncated_triplet", "loss.variant": "smoothed", "loss.k": k})
+        order = {run.name: i for i, run in enumerate(runs.values())}
+        by_name = {p.run: p for p in reversed(points)}  # the first point of each run
+
+        def rank(run: Run):
+            point = by_name[run.name]
+            return (point.label in SLOW_LOSSES, point.seed, order[run.name])
+        return points, sorted(runs.values(), key=rank)
+
+
+@lru_cache(maxsize=None)
+def resolved_ranks(world: str, loss_overrides: tuple[str, ...], extra: tuple[str, ...]) -> tuple[int, int]:
+    """The deputy ranks (k, k_end) a triplet run of `world` uses, `auto` resolved for one process's batch."""
+    from ..config import ParamsError, compose, validate_params
+
+    overrides = [f"data={world}", *loss_overrides, *extra]
+    try:
+        params = validate_params(compose(overrides), source=" ".join(overrides))
+    except ParamsError as e:
+        raise StudyError(str(e)) from None
+    return params.loss.ranks(params.train.batch_size, params.data.num_classes)
 
 
 def _yaml_value(text: str):
@@ -249,6 +303,10 @@ def run_study(root: Path, spec: StudySpec, force: bool = False, dry_run: bool = 
     failed = []
     for i, run in enumerate(runs, 1):
         tag = f"[{i}/{len(runs)}] {run.name}"
+        if (root / STOP_FILE).exists() and not dry_run:
+            (root / STOP_FILE).unlink()
+            echo(f"{tag}: {STOP_FILE} found: stopping before this run (run the study again to resume)")
+            break
         if run.name in have and not force:
             echo(f"{tag}: already recorded ({have[run.name]['rev'][:7]}), skipped")
             continue

@@ -24,7 +24,7 @@ from ..losses import LOSSES, build_loss, false_negative_rates, hardest_false_neg
 from ..losses.truncated_triplet import expected_false_negatives
 from ..methods.registry import build_method
 from ..models.siamese import ema_momentum
-from ..progress import show_progress
+from ..progress import track
 from . import distributed as dist_utils
 from .checkpoint import atomic_save, load_run_checkpoint, rng_state, set_rng_state
 from .device import check_device
@@ -171,9 +171,12 @@ class Pretrainer:
         }, self.checkpoint_path)
 
     # --- monitoring ----------------------------------------------------------------------------------
-    def monitor(self) -> dict:
+    def monitor(self, when: str = "") -> dict:
         """The monitor's figures for the online backbone (rank 0), or {} without a monitor."""
-        return dict(self._monitor(self.model.backbone)) if self._monitor is not None else {}
+        if self._monitor is None:
+            return {}
+        log.info("monitor%s: kNN and linear probe on the frozen backbone", f" ({when})" if when else "")
+        return dict(self._monitor(self.model.backbone))
 
     # --- training ------------------------------------------------------------------------------------
     def _step(self, batch, micro: int, sums: dict) -> None:
@@ -242,7 +245,7 @@ class Pretrainer:
         """Train the remaining epochs (call `resume()` first to continue a killed run)."""
         t = self.p.train
         if self.state.random_init is None and self.dist.is_main:
-            self.state.random_init = self.monitor()  # the baseline every report compares against
+            self.state.random_init = self.monitor("random init")  # the baseline every report compares against
             if self.state.random_init:
                 log.info("random init: %s", ", ".join(f"{k} {v:.4f}" for k, v in self.state.random_init.items()))
             self.save_checkpoint()
@@ -256,14 +259,16 @@ class Pretrainer:
                 self._step(batch, micro, sums)
             seconds = time.perf_counter() - t0
             self.state.epoch = epoch + 1
-            row = {"epoch": epoch + 1, "step": self.state.step, "loss": sums["loss"] / max(sums["n"], 1),
+            before = self.state.history[-1].get("train_seconds", 0.0) if self.state.history else 0.0
+            row = {"epoch": epoch + 1, "optimizer_steps": self.state.step,
+                   "train_seconds": before + seconds, "loss": sums["loss"] / max(sums["n"], 1),
                    "lr": sums.get("lr", 0.0), "ema_momentum": sums.get("ema", 0.0),
                    "images_per_s": sums["n"] * t.batch_size * self.dist.world_size / seconds}
             for key in ("fn_selected", "fn_hardest"):
                 if key in sums:
                     row[key] = sums[key] / sums["n"]
             if self.dist.is_main and ((epoch + 1) % t.monitor_every == 0 or epoch + 1 == t.epochs):
-                row.update(self.monitor())  # the final figures always come from the last epoch
+                row.update(self.monitor(f"epoch {epoch + 1}"))  # the final figures always come from the last epoch
             self.state.history.append(row)
             log.info("epoch %d/%d: %s", epoch + 1, t.epochs,
                      ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
@@ -275,12 +280,10 @@ class Pretrainer:
         return self.state
 
     def _progress(self, epoch: int):
-        """A progress bar on a terminal, plain periodic log lines otherwise (CI logs stay short)."""
-        if self.dist.is_main and show_progress():
-            from tqdm import tqdm
-
-            return tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.p.train.epochs}", leave=False)
-        return self.train_loader
+        """A bar on a terminal, a line every 30 s elsewhere (pipes, CI, Prefect) with step, rate and ETA."""
+        return track(self.train_loader, f"epoch {epoch + 1}/{self.p.train.epochs}",
+                     total=self.steps_per_epoch * self.p.train.accumulate, unit="batches",
+                     enabled=self.dist.is_main)
 
     def export(self) -> dict:
         return self.model.export_backbone()
@@ -305,7 +308,7 @@ def summarise(state: RunState) -> dict:
         out[f"best_{key}"] = max((h[key] for h in state.history if key in h), default=None)
         if out[key] is not None and base.get(key) is not None:
             out[f"{key.split('_')[0]}_gain_points"] = 100 * (out[key] - base[key])
-    for key in ("fn_selected", "fn_hardest", "images_per_s"):
+    for key in ("fn_selected", "fn_hardest", "images_per_s", "train_seconds"):
         if key in last:
             out[key] = last[key]
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models import build_backbone, export_backbone_state_dict
-from ..progress import show_progress
+from ..progress import track
 from .checkpoint import atomic_save, load_run_checkpoint, rng_state, set_rng_state
 from .fingerprint import run_fingerprint
 from .optim import build_optimizer, set_lr
@@ -117,11 +117,7 @@ class SupervisedTrainer:
         return self.state
 
     def _progress(self, epoch: int):
-        if show_progress():
-            from tqdm import tqdm
-
-            return tqdm(self.train_loader, desc=f"supervised epoch {epoch + 1}/{self.params.train.epochs}", leave=False)
-        return self.train_loader
+        return track(self.train_loader, f"supervised epoch {epoch + 1}/{self.params.train.epochs}", unit="batches")
 
     def export(self) -> dict:
         return export_backbone_state_dict(self.backbone)

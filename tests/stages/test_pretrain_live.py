@@ -16,7 +16,7 @@ from pipeline.stages import pretrain
 from pipeline.train.loop import log_to_live
 
 LIVE = Path("data/pretrain/live")
-ROWS = [{"epoch": e, "step": 6 * e, "loss": 10.0 / e, "lr": 0.1 * e, "knn_top1": 0.2 + 0.1 * e} for e in (1, 2, 3)]
+ROWS = [{"epoch": e, "optimizer_steps": 6 * e, "loss": 10.0 / e, "lr": 0.1 * e, "knn_top1": 0.2 + 0.1 * e} for e in (1, 2, 3)]
 
 
 def _published(root: Path) -> dict[str, str]:

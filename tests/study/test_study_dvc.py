@@ -14,7 +14,7 @@ from small_project import BIN, copy_project, git_commit, sh
 
 pytestmark = pytest.mark.slow
 # 2 epochs: the copied project's own pretrain (the triplet default at 1 epoch) must not satisfy a study run.
-TINY = ["--losses", "triplet,byol", "--seeds", "1", "--ks", "", "--epochs", "2"]
+TINY = ["--losses", "triplet,byol", "--seeds", "1", "--ks", "", "--epochs", "2", "--worlds", "embedded"]
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def _study(project: Path, *args: str, check: bool = True):
 
 def test_runs_are_recorded_by_dvc_running_pretrain_only_and_the_report_reads_them(project):
     out = _study(project, "run", *TINY).stdout
-    for name in ("eff-triplet-s0", "eff-byol-s0"):
+    for name in ("eff-embedded-triplet-s0", "eff-embedded-byol-s0"):
         # In the temporary copy: generate rebuilds the uncached embedded data (byte-identical, so validate
         # and convert stay cached), scan is the always-run folder listing, then pretrain.
         assert f"{name}: done (stages run: generate, scan, pretrain)" in out, out
@@ -39,8 +39,8 @@ def test_runs_are_recorded_by_dvc_running_pretrain_only_and_the_report_reads_the
 
     shown = json.loads(sh(project, "dvc", "exp", "show", "--json").stdout)
     runs = {r["name"]: r for base in shown for e in (base.get("experiments") or []) for r in e["revs"]}
-    assert set(runs) == {"eff-triplet-s0", "eff-byol-s0"}
-    byol = runs["eff-byol-s0"]["data"]
+    assert set(runs) == {"eff-embedded-triplet-s0", "eff-embedded-byol-s0"}
+    byol = runs["eff-embedded-byol-s0"]["data"]
     assert byol["params"]["params.yaml"]["data"]["loss"]["name"] == "byol"
     assert byol["params"]["params.yaml"]["data"]["train"]["epochs"] == 2
     assert "fn_hardest" in byol["metrics"]["data/pretrain/metrics.json"]["data"], "every loss logs fn_hardest"
@@ -49,14 +49,14 @@ def test_runs_are_recorded_by_dvc_running_pretrain_only_and_the_report_reads_the
     assert again.count("already recorded") == 2 and "dvc exp run" not in again
 
     clash = _study(project, "run", *TINY[:-1], "3", "--dry-run", check=False)
-    assert clash.returncode == 1 and "eff-byol-s0: train.epochs = 2 (expected 3)" in clash.stderr
+    assert clash.returncode == 1 and "eff-embedded-byol-s0: train.epochs = 2 (expected 3)" in clash.stderr
 
     _study(project, "report", *TINY)
     md = (project / "reports/efficiency.md").read_text()
-    for rev in (runs["eff-triplet-s0"]["rev"], runs["eff-byol-s0"]["rev"]):
+    for rev in (runs["eff-embedded-triplet-s0"]["rev"], runs["eff-embedded-byol-s0"]["rev"]):
         assert f"`{rev[:7]}`" in md
-    knn = runs["eff-byol-s0"]["data"]["metrics"]["data/pretrain/metrics.json"]["data"]["knn_top1"]
-    assert f"| eff-byol-s0 | `{runs['eff-byol-s0']['rev'][:7]}` | byol | 0 | 2 |" in md
+    knn = runs["eff-embedded-byol-s0"]["data"]["metrics"]["data/pretrain/metrics.json"]["data"]["knn_top1"]
+    assert f"| eff-embedded-byol-s0 | `{runs['eff-embedded-byol-s0']['rev'][:7]}` | byol | 0 | 2 |" in md
     assert f"{100 * knn:.1f}" in md
     assert "Verdict: the paper's claim is not established" in md  # one seed: no spread, no verdict
     assert (project / "reports/efficiency_curves.png").stat().st_size > 5000
@@ -71,8 +71,8 @@ def test_report_of_the_full_study_refuses_naming_the_missing_runs(project):
 
 
 def test_a_failing_run_is_named_and_the_study_exits_1(project):
-    proc = _study(project, "run", "--losses", "byol", "--seeds", "1", "--ks", "", "--epochs", "1",
+    proc = _study(project, "run", "--losses", "byol", "--seeds", "1", "--worlds", "embedded", "--epochs", "1",
                   "--prefix", "bad", "-S", "train.lr=-1", check=False)
     assert proc.returncode == 1
-    assert "bad-byol-s0: FAILED" in proc.stdout and "train.lr = -1" in proc.stdout
-    assert "1 run(s) failed: bad-byol-s0" in proc.stderr
+    assert "bad-embedded-byol-s0: FAILED" in proc.stdout and "train.lr = -1" in proc.stdout
+    assert "1 run(s) failed: bad-embedded-byol-s0" in proc.stderr

@@ -3,49 +3,64 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.study.runs import LOSSES, StudyError, StudySpec, dvc_args, mismatches
+from pipeline.study.runs import DEFAULT_LOSSES, WORLDS, StudyError, StudySpec, dvc_args, mismatches
 
 
-def test_default_study_is_five_losses_by_three_seeds_plus_five_ks_with_the_baseline_shared():
+def test_default_study_is_the_published_methods_by_three_seeds_in_both_worlds():
     points, runs = StudySpec().plan()
-    assert len(points) == 5 * 3 + 5 == 20
-    assert len(runs) == 19, "the k = 2 point is the reference loss at seed 0: one run, not two"
-    by_point = {(p.kind, p.label, p.seed): p.run for p in points}
-    assert by_point[("k", "2", 0)] == by_point[("loss", "triplet", 0)] == "eff-triplet-s0"
-    assert {p.label for p in points if p.kind == "loss"} == set(LOSSES) == \
-        {"triplet", "median", "hardest", "byol", "infonce"}
-    assert sorted(int(p.label) for p in points if p.kind == "k") == [1, 2, 3, 5, 10]
-    assert {p.seed for p in points if p.kind == "loss"} == {0, 1, 2}
+    assert len(points) == 8 * 3 * 2 == 48 and not [p for p in points if p.kind == "k"]
+    assert {p.label for p in points} == set(DEFAULT_LOSSES) == \
+        {"triplet", "auto", "median", "hardest", "byol", "simclr", "simsiam", "emp_ssl"}
+    assert {p.world for p in points} == set(WORLDS) == {"embedded", "embedded_many"}
+    by_point = {(p.world, p.label, p.seed): p.run for p in points}
+    # k: auto resolves to the paper's 2..10 with 144 classes (one run), to 14..22 with 10 classes (its own run)
+    assert by_point[("embedded_many", "auto", 1)] == by_point[("embedded_many", "triplet", 1)] == \
+        "eff-embedded_many-triplet-s1"
+    assert by_point[("embedded", "auto", 1)] == "eff-embedded-auto-s1"
+    assert len(runs) == 45 and len({r.name for r in runs}) == 45
+
+
+def test_runs_go_seed_by_seed_with_the_slow_method_last():
+    _, runs = StudySpec().plan()
     names = [r.name for r in runs]
-    assert len(set(names)) == 19 and "eff-byol-s2" in names and "eff-k10-s0" in names and "eff-k2-s0" not in names
+    assert names[0] == "eff-embedded-triplet-s0" and names[7] == "eff-embedded_many-triplet-s0"
+    assert all(n.startswith("eff-embedded") and "emp_ssl" in n for n in names[-6:])
+    seeds = [int(n[-1]) for n in names[:-6]]
+    assert seeds == sorted(seeds), "every method of a seed before the next seed"
 
 
 def test_runs_carry_their_overrides_and_the_params_they_must_record():
-    _, runs = StudySpec(epochs=6).plan()
+    _, runs = StudySpec(epochs=6, ks=(5,)).plan()
     run = {r.name: r for r in runs}
-    assert run["eff-median-s1"].overrides == ("loss=median", "seed=1", "train.epochs=6", "train.monitor_every=1")
-    assert run["eff-k5-s0"].overrides == ("loss=truncated_triplet", "loss.k=5", "seed=0", "train.epochs=6",
-                                          "train.monitor_every=1")
-    assert run["eff-k5-s0"].expect == {"loss.name": "truncated_triplet", "loss.variant": "smoothed", "loss.k": 5,
-                                       "seed": 0, "train.epochs": 6}
+    assert run["eff-embedded_many-median-s1"].overrides == (
+        "loss=median", "data=embedded_many", "seed=1", "train.epochs=6", "train.monitor_every=1")
+    assert run["eff-embedded-k5-s0"].overrides == ("loss=truncated_triplet", "loss.k=5", "data=embedded", "seed=0",
+                                                   "train.epochs=6", "train.monitor_every=1")
+    assert run["eff-embedded-k5-s0"].expect == {"loss.name": "truncated_triplet", "loss.variant": "smoothed",
+                                                "loss.k": 5, "data.name": "embedded", "seed": 0, "train.epochs": 6}
+    assert run["eff-embedded-auto-s0"].expect["loss.k"] == "auto"
     # Only pretrain (and what it depends on) is reproduced, in a temporary copy, under the run's name.
-    assert dvc_args(run["eff-median-s1"]) == ["exp", "run", "--temp", "-n", "eff-median-s1", "-S", "loss=median",
-                                             "-S", "seed=1", "-S", "train.epochs=6", "-S", "train.monitor_every=1",
-                                             "pretrain"]
+    assert dvc_args(run["eff-embedded_many-median-s1"]) == [
+        "exp", "run", "--temp", "-n", "eff-embedded_many-median-s1", "-S", "loss=median", "-S", "data=embedded_many",
+        "-S", "seed=1", "-S", "train.epochs=6", "-S", "train.monitor_every=1", "pretrain"]
 
 
 def test_subsets_and_extra_overrides():
-    spec = StudySpec.from_args("triplet,byol", 1, "", 2, ["train.lr=0.5"], "tiny")
+    spec = StudySpec.from_args("triplet,byol", 1, "", 2, ["train.lr=0.5"], "tiny", "embedded")
     points, runs = spec.plan()
-    assert [r.name for r in runs] == ["tiny-triplet-s0", "tiny-byol-s0"] and len(points) == 2
+    assert [r.name for r in runs] == ["tiny-embedded-triplet-s0", "tiny-embedded-byol-s0"] and len(points) == 2
     assert runs[1].overrides[-1] == "train.lr=0.5" and runs[1].expect["train.lr"] == 0.5
-    # Without the reference loss, k = 2 gets a run of its own.
-    _, runs = StudySpec(losses=("byol",), seeds=(0,), ks=(2,)).plan()
-    assert [r.name for r in runs] == ["eff-byol-s0", "eff-k2-s0"]
+    # Without the reference loss, k = 2 gets a run of its own; the k = 2 point of a sweep shares the reference's.
+    _, runs = StudySpec(losses=("byol",), seeds=(0,), ks=(2,), worlds=("embedded",)).plan()
+    assert [r.name for r in runs] == ["eff-embedded-byol-s0", "eff-embedded-k2-s0"]
+    points, runs = StudySpec(losses=("triplet",), seeds=(0,), ks=(2, 3), worlds=("embedded",)).plan()
+    assert len(points) == 3 and [r.name for r in runs] == ["eff-embedded-triplet-s0", "eff-embedded-k3-s0"]
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"losses": ("triplet", "simclr")}, "simclr"),
+    ({"losses": ("triplet", "moco")}, "moco"),
+    ({"worlds": ("imagenet",)}, "worlds \\['imagenet'\\]"),
+    ({"extra": ("data=imagenet",)}, "-S data=imagenet"),
     ({"seeds": ()}, "at least one seed"),
     ({"ks": (0, 2)}, "k must be >= 1"),
     ({"epochs": 0}, "epochs = 0"),
@@ -61,6 +76,21 @@ def test_bad_options_are_refused_naming_the_value(kwargs, message):
 def test_ks_must_be_integers():
     with pytest.raises(StudyError, match="ks = '1,two'"):
         StudySpec.from_args(None, None, "1,two", None, None, "eff")
+
+
+def test_a_stop_file_ends_the_study_before_the_next_run_and_is_removed(tmp_path, monkeypatch):
+    from pipeline.study import runs
+
+    (tmp_path / runs.STOP_FILE).parent.mkdir(parents=True)
+    (tmp_path / runs.STOP_FILE).touch()
+    monkeypatch.setattr(runs, "recorded", lambda root: {})  # nothing recorded yet (no DVC here)
+    lines = []
+    spec = StudySpec(losses=("byol",), seeds=(0,), worlds=("embedded",))
+    assert runs.run_study(tmp_path, spec, echo=lines.append) == []
+    STOP_FILE = runs.STOP_FILE
+    assert lines == [f"[1/1] eff-embedded-byol-s0: {STOP_FILE} found: stopping before this run "
+                     "(run the study again to resume)"]
+    assert not (tmp_path / STOP_FILE).exists()
 
 
 def test_mismatches_name_the_key_and_both_values():

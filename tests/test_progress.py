@@ -1,0 +1,82 @@
+"""Progress output: a bar on a terminal, and off a terminal (pipes, CI, Prefect's logs) a log line with the
+count, rate and ETA at least every PIPELINE_PROGRESS_EVERY seconds, so long work is never silent."""
+from __future__ import annotations
+
+import logging
+import math
+
+import pytest
+import torch
+
+from in_memory import InMemoryLoader
+from pipeline import progress
+from pipeline.config import compose, validate_params
+from pipeline.progress import progress_line, track
+from pipeline.train.distributed import DistInfo
+from pipeline.train.loop import Pretrainer
+
+
+@pytest.fixture
+def off_terminal(monkeypatch):
+    monkeypatch.setattr(progress, "show_progress", lambda: False)
+
+
+def test_off_a_terminal_a_line_is_logged_once_the_interval_has_passed(off_terminal, monkeypatch, caplog):
+    monkeypatch.setenv(progress.ENV_EVERY, "0")
+    with caplog.at_level(logging.INFO, logger="pipeline"):
+        assert list(track(range(4), "epoch 1/2", unit="batches")) == [0, 1, 2, 3]
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 4
+    assert lines[0].startswith("epoch 1/2: 1/4 batches (25%), ") and "batches/s, ETA " in lines[0]
+    assert lines[-1].startswith("epoch 1/2: 4/4 batches (100%)")
+
+
+def test_no_line_before_the_interval_and_none_from_a_disabled_rank(off_terminal, monkeypatch, caplog):
+    monkeypatch.setenv(progress.ENV_EVERY, "3600")
+    with caplog.at_level(logging.INFO, logger="pipeline"):
+        assert list(track(iter(range(5)), "features")) == list(range(5))
+        monkeypatch.setenv(progress.ENV_EVERY, "0")
+        assert list(track(range(3), "rank 1", enabled=False)) == [0, 1, 2]
+    assert caplog.records == []
+
+
+def test_the_interval_defaults_to_30_seconds_and_a_bad_value_names_the_variable(monkeypatch):
+    monkeypatch.delenv(progress.ENV_EVERY, raising=False)
+    assert progress.every_s() == 30.0
+    monkeypatch.setenv(progress.ENV_EVERY, "soon")
+    with pytest.raises(ValueError, match="PIPELINE_PROGRESS_EVERY='soon': expected a number"):
+        progress.every_s()
+
+
+def test_progress_line_states_rate_and_eta_and_copes_without_a_total():
+    assert progress_line("coco", 50, 200, 25.0, "iterations") == \
+        "coco: 50/200 iterations (25%), 2.00 iterations/s, ETA 1m15s"
+    assert progress_line("scan", 7, None, 2.0, "files") == "scan: 7 files, 3.50 files/s"
+
+
+def test_pretraining_off_a_terminal_reports_steps_announces_the_monitor_and_records_train_seconds(
+        off_terminal, monkeypatch, caplog, tmp_path):
+    monkeypatch.setenv(progress.ENV_EVERY, "0")
+    params = validate_params(compose(["train.batch_size=12", "train.device=cpu", "train.epochs=2",
+                                      "model.projector_hidden=64", "model.projector_out=32",
+                                      "model.predictor_hidden=64"]))
+    gen = torch.Generator().manual_seed(0)
+    batch = (torch.randn(12, 3, 32, 32, generator=gen), torch.randn(12, 3, 32, 32, generator=gen),
+             torch.arange(12) % 3)
+    calls = []
+
+    def monitor(backbone):
+        calls.append(1)
+        return {"knn_top1": 0.5}
+
+    trainer = Pretrainer(params, tmp_path, InMemoryLoader([batch, batch]), DistInfo(), torch.device("cpu"),
+                         monitor=monitor)
+    with caplog.at_level(logging.INFO, logger="pipeline"):
+        state = trainer.fit()
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("epoch 2/2: 2/2 batches (100%)") for line in lines)
+    assert sum("monitor (" in line for line in lines) == len(calls) == 3  # random init + 2 epochs
+    assert [h["optimizer_steps"] for h in state.history] == [2, 4]
+    seconds = [h["train_seconds"] for h in state.history]
+    assert 0 < seconds[0] < seconds[1] and all(math.isfinite(s) for s in seconds)
+    assert "step" not in state.history[0]  # DVCLive's own step column is the x axis
