@@ -19,12 +19,19 @@ from .runs import LOSSES, REFERENCE, Point, StudyError, StudySpec, lookup, misma
 METRICS_FILE = "data/pretrain/metrics.json"
 CURVES_DIR = "data/pretrain/live/plots/metrics"
 LOOKBACK = 20  # first-parent commits searched for the study's baseline
-CURVE_KEYS = ("knn_top1", "linear_top1", "loss", "fn_selected", "fn_hardest")
+CURVE_KEYS = ("knn_top1", "linear_top1", "loss", "fn_selected", "fn_hardest", "train_seconds")
 REPORT = "efficiency.md"
-PICTURES = {"curves": "efficiency_curves.png", "fn": "efficiency_fn.png", "k": "efficiency_k.png"}
+PICTURE_KINDS = ("curves", "fn", "k")
 TOP1 = (("knn_top1", "kNN"), ("linear_top1", "linear"))
-# The budget must be equal: every run must agree on these params groups (the study sets only seed, method, loss).
+# The budget must be equal: the runs of one world must agree on these params groups (the study sets only seed,
+# method, loss and the data group).
 SAME_FOR_ALL = ("train", "model", "eval.knn", "eval.linear", "convert.loader", "data", "generate")
+# Not baselines of the claim: the paper's own loss with false-negative-aware ranks is compared with k = 2 apart.
+VARIANTS_OF_REFERENCE = ("auto",)
+
+
+def picture(world: str, kind: str) -> str:
+    return f"efficiency_{world}_{kind}.png"
 
 
 @dataclass
@@ -113,18 +120,20 @@ def check_runs(data: dict[str, RunData]) -> None:
     problems = []
     for r in data.values():
         epochs = r.metrics.get("epochs")
-        for key, _ in TOP1:
+        for key in [k for k, _ in TOP1] + (["train_seconds"] if r.curves.get("train_seconds") else []):
             curve = r.curves.get(key)
             if not curve or len(curve) != epochs:
                 problems.append(f"{r.name}: {key} curve has {len(curve or [])} epochs, metrics.json says {epochs}")
-            elif r.metrics.get(key) is None or not math.isclose(curve[-1], r.metrics[key], abs_tol=1e-9):
+            elif key != "train_seconds" and (r.metrics.get(key) is None
+                                             or not math.isclose(curve[-1], r.metrics[key], abs_tol=1e-9)):
                 problems.append(f"{r.name}: {key} curve ends at {curve[-1]}, metrics.json has {r.metrics.get(key)}")
-    first = next(iter(data.values()), None)
+    first: dict = {}
     for r in data.values():
+        ref = first.setdefault(lookup(r.params, "data.name"), r)
         for group in SAME_FOR_ALL:
-            if lookup(r.params, group) != lookup(first.params, group):
-                problems.append(f"{r.name}: params '{group}' differ from {first.name}'s (the runs must share "
-                                "everything but seed and loss)")
+            if lookup(r.params, group) != lookup(ref.params, group):
+                problems.append(f"{r.name}: params '{group}' differ from {ref.name}'s (the runs of one world must "
+                                "share everything but seed and loss)")
     if problems:
         raise StudyError("the recorded runs cannot be compared:\n  " + "\n  ".join(problems))
 
@@ -179,13 +188,24 @@ class Comparison:
 
 @dataclass
 class Summary:
-    losses: dict[str, dict]  # label -> {"runs", "final": {key: Stats}, "auc": {key: Stats}, "curves", ...}
+    """One world's numbers: per loss its runs, finals, areas and values at the common training time."""
+    world: str
+    losses: dict[str, dict]  # label -> {"runs", "final": {key: Stats}, "auc", "at_seconds", "curves", ...}
     ks: dict[int, dict]  # k -> {"run", "final": {key: value}, "fn_selected", "fn_hardest"}
-    comparisons: list[Comparison]
-    verdict: str
+    comparisons: list[Comparison]  # reference minus each baseline of the claim
+    verdict: str  # at equal epochs
+    seconds_verdict: str  # at equal training seconds
     statement: list[str]
     setup: dict
-    runs: list[dict] = field(default_factory=list)
+    variants: list[Comparison] = field(default_factory=list)  # k: auto minus k = 2
+    shared: list[str] = field(default_factory=list)  # variant labels measured by the reference's own runs
+    seconds: float | None = None  # the common training time (s) every run reached
+
+
+@dataclass
+class Study:
+    worlds: dict[str, Summary]
+    runs: list[dict]
 
 
 def _curve_with_init(r: RunData, key: str) -> list[float]:
@@ -193,16 +213,49 @@ def _curve_with_init(r: RunData, key: str) -> list[float]:
     return [r.metrics[f"random_init_{key}"]] + list(r.curves[key])
 
 
+def _seconds_with_init(r: RunData) -> list[float] | None:
+    """Cumulative training seconds per epoch (monitor excluded), 0 at epoch 0; None for runs that lack them."""
+    return [0.0] + list(r.curves["train_seconds"]) if r.curves.get("train_seconds") else None
+
+
+def value_at(xs: list[float], ys: list[float], x: float) -> float:
+    """Linear interpolation of the curve (xs ascending) at x, within [xs[0], xs[-1]]."""
+    if not xs[0] <= x <= xs[-1]:
+        raise ValueError(f"{x} lies outside the curve's {xs[0]}..{xs[-1]}")
+    for (x0, y0), (x1, y1) in zip(zip(xs, ys), zip(xs[1:], ys[1:])):
+        if x0 <= x <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return ys[-1]
+
+
 def _last(curve: list[float] | None) -> float | None:
     return curve[-1] if curve else None
 
 
-def summarise(points: list[Point], data: dict[str, RunData]) -> Summary:
+def summarise(points: list[Point], data: dict[str, RunData]) -> Study:
+    """The numbers of every world of the study (points of one world are summarised together)."""
+    worlds = {}
+    for world in dict.fromkeys(p.world for p in points):
+        mine = [p for p in points if p.world == world]
+        worlds[world] = summarise_world(world, mine, {p.run: data[p.run] for p in mine})
+    runs = [{"name": r.name, "rev": r.rev, "world": lookup(r.params, "data.name"), "loss": _describe_loss(r.params),
+             "seed": r.params.get("seed"), "epochs": r.metrics.get("epochs"), "steps": r.metrics.get("steps"),
+             "train_seconds": _last(r.curves.get("train_seconds")),
+             "knn_top1": r.metrics.get("knn_top1"), "linear_top1": r.metrics.get("linear_top1")}
+            for r in data.values()]
+    return Study(worlds, runs)
+
+
+def summarise_world(world: str, points: list[Point], data: dict[str, RunData]) -> Summary:
     losses: dict[str, dict] = {}
     for p in (p for p in points if p.kind == "loss"):
         entry = losses.setdefault(p.label, {"runs": [], "seeds": []})
         entry["runs"].append(data[p.run])
         entry["seeds"].append(p.seed)
+    timed = all(r.curves.get("train_seconds") for e in losses.values() for r in e["runs"])
+    # The common budget in seconds: the shortest run's training time, which every run of the world reached.
+    seconds = min((r.curves["train_seconds"][-1] for e in losses.values() for r in e["runs"]),
+                  default=None) if timed else None
     for label, entry in losses.items():
         rs = entry["runs"]
         entry["final"] = {key: Stats([r.metrics[key] for r in rs]) for key, _ in TOP1}
@@ -211,6 +264,10 @@ def summarise(points: list[Point], data: dict[str, RunData]) -> Summary:
         entry["gain"] = {key: Stats([r.metrics[key] - r.metrics[f"random_init_{key}"] for r in rs])
                          for key, _ in TOP1}
         entry["curves"] = {key: [_curve_with_init(r, key) for r in rs] for key, _ in TOP1}
+        entry["seconds"] = [_seconds_with_init(r) for r in rs] if timed else None
+        entry["at_seconds"] = ({key: Stats([value_at(_seconds_with_init(r), _curve_with_init(r, key), seconds)
+                                            for r in rs]) for key, _ in TOP1} if timed else None)
+        entry["train_seconds"] = Stats([r.curves["train_seconds"][-1] for r in rs]) if timed else None
         for fn in ("fn_selected", "fn_hardest"):
             got = [r.curves.get(fn) for r in rs]
             entry[fn] = got if all(got) else None
@@ -222,14 +279,21 @@ def summarise(points: list[Point], data: dict[str, RunData]) -> Summary:
                             "gain": {key: r.metrics[key] - r.metrics[f"random_init_{key}"] for key, _ in TOP1},
                             "fn_selected": _last(r.curves.get("fn_selected")),
                             "fn_hardest": _last(r.curves.get("fn_hardest"))}
-    comparisons = _compare(losses)
+    baselines = {k: v for k, v in losses.items() if k not in VARIANTS_OF_REFERENCE}
+    comparisons = _compare(baselines, seconds)
+    variants = _compare({k: v for k, v in losses.items() if k == REFERENCE or k in VARIANTS_OF_REFERENCE}, seconds)
+    shared = [label for label in VARIANTS_OF_REFERENCE if label in losses and REFERENCE in losses
+              and [r.name for r in losses[label]["runs"]] == [r.name for r in losses[REFERENCE]["runs"]]]
     setup = _setup(next(iter(data.values())))
-    verdict, statement = _statement(losses, comparisons, setup)
-    runs = [{"name": r.name, "rev": r.rev, "loss": _describe_loss(r.params), "seed": r.params.get("seed"),
-             "epochs": r.metrics.get("epochs"), "steps": r.metrics.get("steps"),
-             "knn_top1": r.metrics.get("knn_top1"), "linear_top1": r.metrics.get("linear_top1")}
-            for r in data.values()]
-    return Summary(losses, dict(sorted(ks.items())), comparisons, verdict, statement, setup, runs)
+    setup["seconds"] = seconds
+    verdict, statement = _statement(baselines, comparisons, setup)
+    seconds_verdict = _verdict([c for c in comparisons if c.measure.endswith(" s")]) if timed else "not measured"
+    if timed and REFERENCE in baselines and len(baselines) > 1:
+        statement.append(f"At equal training seconds ({seconds:.0f} s, the shortest run's training time; the "
+                         f"monitor's passes excluded) the claim {seconds_verdict}"
+                         + _beyond([c for c in comparisons if c.measure.endswith(" s")]) + ".")
+    return Summary(world, losses, dict(sorted(ks.items())), comparisons, verdict, seconds_verdict, statement, setup,
+                   [c for c in variants if c.other != REFERENCE], shared, seconds)
 
 
 def _describe_loss(params: dict) -> str:
@@ -245,18 +309,21 @@ def _describe_loss(params: dict) -> str:
 def _setup(r: RunData) -> dict:
     p = r.params
     t = p.get("train", {})
-    classes = lookup(p, "generate.classification.classes") if p.get("data", {}).get("name") == "embedded" else None
+    classes = lookup(p, "data.num_classes")
+    if not isinstance(classes, int):  # runs recorded before data.num_classes existed
+        classes = lookup(p, "generate.classification.classes") if lookup(p, "data.name") == "embedded" else None
     batch = t.get("batch_size")
     return {"data": lookup(p, "data.name"), "classes": classes, "arch": lookup(p, "model.arch"),
             "epochs": r.metrics.get("epochs"), "steps": r.metrics.get("steps"), "batch_size": batch,
             "image_size": t.get("image_size"), "optimizer": t.get("optimizer"), "lr": t.get("lr"),
-            "warmup_epochs": t.get("warmup_epochs"), "knn_k": lookup(p, "eval.knn.k"),
+            "warmup_epochs": t.get("warmup_epochs"), "knn_k": r.metrics.get("knn_k") or lookup(p, "eval.knn.k"),
             "knn_t": lookup(p, "eval.knn.temperature"),
-            # Bernoulli model of docs/method.md section 1: same-class images among a query's B - 1 negatives.
+            # The paper's Bernoulli model (docs/methods.md): same-class images among a query's B - 1 negatives.
             "expected_false_negatives": (batch - 1) / classes if classes and batch else None}
 
 
-def _compare(losses: dict[str, dict]) -> list[Comparison]:
+def _compare(losses: dict[str, dict], seconds: float | None) -> list[Comparison]:
+    """Reference minus every other loss: final, mean over epochs, and at the common training time."""
     if REFERENCE not in losses:
         return []
     ref = losses[REFERENCE]
@@ -264,11 +331,14 @@ def _compare(losses: dict[str, dict]) -> list[Comparison]:
     for label, entry in losses.items():
         if label == REFERENCE:
             continue
-        for what in ("final", "auc"):
+        for what in ("final", "auc", "at_seconds"):
+            if entry.get(what) is None:
+                continue
             for key, name in TOP1:
                 a, b = ref[what][key], entry[what][key]
                 se = math.sqrt(a.sd ** 2 / a.n + b.sd ** 2 / b.n) if a.n > 1 and b.n > 1 else float("nan")
-                measure = f"final {name}" if what == "final" else f"mean-over-epochs {name}"
+                measure = {"final": f"final {name} top-1", "auc": f"mean-over-epochs {name} top-1",
+                           "at_seconds": f"{name} top-1 at {seconds:.0f} s"}[what]
                 out.append(Comparison(label, measure, a.mean - b.mean, se))
     return out
 
@@ -277,61 +347,77 @@ def _pp(x: float) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:+.1f}"
 
 
+def _verdict(primary: list[Comparison]) -> str:
+    """holds (ahead of every baseline on every measure), does not hold (one is ahead of it), else not established."""
+    if not primary or any(c.verdict.startswith("no spread") for c in primary):
+        return "is not established"
+    if any(c.verdict == "behind" for c in primary):
+        return "does not hold"
+    return "holds" if all(c.verdict == "ahead" for c in primary) else "is not established"
+
+
+def _beyond(comparisons: list[Comparison]) -> str:
+    behind = [c for c in comparisons if c.verdict == "behind"]
+    ahead = [c for c in comparisons if c.verdict == "ahead"]
+    parts = []
+    if behind:
+        parts.append("behind " + ", ".join(f"{LOSSES[c.other][0]} on {c.measure.split()[0]} ({_pp(c.diff)})"
+                                           for c in behind))
+    if ahead:
+        parts.append("ahead of " + ", ".join(f"{LOSSES[c.other][0]} on {c.measure.split()[0]} ({_pp(c.diff)})"
+                                             for c in ahead))
+    return (": " + "; ".join(parts)) if parts else ": every difference lies within the spread over seeds"
+
+
 def _statement(losses: dict, comparisons: list[Comparison], setup: dict) -> tuple[str, list[str]]:
-    """The verdict on the paper's claim and the sentences that support it, from the final top-1 values."""
+    """The verdict on the paper's claim at equal epochs and the sentences that support it."""
     if REFERENCE not in losses or len(losses) < 2:
         return "is not tested", ["The study has no reference loss (smoothed truncated triplet) and another loss to "
                               "compare it with, so the claim is not tested."]
     primary = [c for c in comparisons if c.measure.startswith("final")]
     behind = [c for c in primary if c.verdict == "behind"]
     ahead = [c for c in primary if c.verdict == "ahead"]
-    unmeasured = [c for c in primary if c.verdict.startswith("no spread")]
-    others = sorted({c.other for c in primary})
-    ref = losses[REFERENCE]
-    n = ref["final"]["knn_top1"].n
+    others = sorted({c.other for c in primary}, key=list(LOSSES).index)
+    n = losses[REFERENCE]["final"]["knn_top1"].n
+    verdict = _verdict(primary)
     lines = [f"Claim tested: at equal budget ({setup['epochs']} epochs, {setup['steps']} steps of batch "
              f"{setup['batch_size']}), the smoothed truncated triplet loss (k = 2) reaches a higher kNN and linear "
              f"top-1 than {', '.join(LOSSES[o][0] for o in others)}. A difference counts when it exceeds two "
              f"standard errors of the difference of the means over seeds ({n} seed{'s' if n != 1 else ''} each)."]
-    if unmeasured:
-        verdict = "is not established"
+    if verdict == "is not established" and any(c.verdict.startswith("no spread") for c in primary):
         lines.append("With a single seed there is no spread to judge the differences against: the claim is "
                      "neither supported nor contradicted here.")
-    elif behind:
-        verdict = "does not hold"
-        lines.append("It does not hold on this data: " + "; ".join(
-            f"{LOSSES[c.other][0]} is ahead on {c.measure} top-1 by {_pp(-c.diff)} points (2 SE = "
+    elif verdict == "does not hold":
+        lines.append("It does not hold here: " + "; ".join(
+            f"{LOSSES[c.other][0]} is ahead on {c.measure} by {_pp(-c.diff)} points (2 SE = "
             f"{100 * 2 * c.se:.1f})" for c in behind) + ".")
-    elif len(ahead) == len(primary):
-        verdict = "holds"
-        lines.append("It holds on this data: the triplet loss is ahead of every other loss on both final kNN "
+    elif verdict == "holds":
+        lines.append("It holds here: the triplet loss is ahead of every other loss on both final kNN "
                      "and final linear top-1 by more than two standard errors.")
     else:
-        verdict = "is not established"
         within = [c for c in primary if c.verdict == "within spread"]
-        lines.append("It is not established on this data: the differences " + "; ".join(
+        lines.append("It is not established here: the differences " + "; ".join(
             f"{c.measure} vs {LOSSES[c.other][0]} {_pp(c.diff)} points (2 SE = {100 * 2 * c.se:.1f})"
             for c in within) + " lie within the spread over seeds" + (
             "; it is ahead beyond the spread on " + ", ".join(f"{c.measure} vs {c.other}" for c in ahead)
             if ahead else "") + ".")
-    auc = [c for c in comparisons if not c.measure.startswith("final") and c.verdict in ("ahead", "behind")]
+    auc = [c for c in comparisons if c.measure.startswith("mean") and c.verdict in ("ahead", "behind")]
     if auc:
         lines.append("On the mean top-1 over the epochs (how fast it learns), beyond the spread: " + "; ".join(
-            f"{'ahead of' if c.verdict == 'ahead' else 'behind'} {LOSSES[c.other][0]} on {c.measure.split()[-1]}"
+            f"{'ahead of' if c.verdict == 'ahead' else 'behind'} {LOSSES[c.other][0]} on {c.measure.split()[1]}"
             f" by {100 * abs(c.diff):.1f} points"
             for c in auc) + ".")
-    gain = ref["gain"]["knn_top1"]
+    gain = losses[REFERENCE]["gain"]["knn_top1"]
     if gain.mean <= 0 or (gain.n > 1 and gain.mean <= 2 * gain.sd / math.sqrt(gain.n)):
         lines.append(f"Caveat: the triplet runs end {_pp(gain.mean)} kNN points from their random-init "
                      "weights (mean over seeds), i.e. no clear learning within this budget, so the comparison "
                      "says little about the paper's mechanism; a longer budget (--epochs) is needed.")
     efn = setup.get("expected_false_negatives")
-    if efn is not None and efn >= 1:
+    if efn is not None:
         lines.append(f"With {setup['classes']} classes and {setup['batch_size'] - 1} negatives per query, about "
                      f"{efn:.1f} of a query's negatives share its class (ImageNet in the paper: 195 negatives, "
-                     "1000 classes, 0.2), so truncating only the hardest rank cannot remove most false "
-                     "negatives here; the k sweep and the false-negative rates below show what truncation does "
-                     "on this data.")
+                     "1000 classes, 0.2)" + (", so truncating only the hardest rank cannot remove most of them"
+                                             if efn >= 1 else ": the paper's regime") + ".")
     return verdict, lines
 
 
@@ -349,71 +435,121 @@ def _num(x, scale: float = 100.0, digits: int = 1) -> str:
     return "n/a" if x is None else f"{scale * x:.{digits}f}"
 
 
-def render_markdown(s: Summary, command: str, baseline: str | None) -> str:
+def _world_title(s: Summary) -> str:
     st = s.setup
+    return f"`{s.world}`" + (f" ({st['classes']} classes)" if st["classes"] else "")
+
+
+def render_markdown(study: Study, command: str, baseline: str | None) -> str:
     md = ["# Learning efficiency: does the truncated triplet loss learn faster?", "",
           f"Generated by `{command}` from the DVC experiments listed at the end"
           + (f" (baseline commit `{baseline[:10]}`)" if baseline else "") + "; do not edit by hand.", "",
-          f"**Verdict: the paper's claim {s.verdict} on this data.**", ""]
+          "The paper's claim, tested in each world: at equal budget the smoothed truncated triplet loss (k = 2) "
+          "reaches a higher kNN and linear top-1 than every other method. 'holds' needs it ahead of each by more "
+          "than two standard errors over seeds; 'does not hold' means a method is ahead of it by as much; "
+          "anything else is 'not established'.", "",
+          "| world | classes | false negatives expected per query | at equal epochs | at equal training seconds |",
+          "|---|---|---|---|---|"]
+    for s in study.worlds.values():
+        efn = s.setup.get("expected_false_negatives")
+        md.append(f"| `{s.world}` | {s.setup['classes'] or 'n/a'} | {'n/a' if efn is None else f'{efn:.1f}'} "
+                  f"| **{s.verdict.removeprefix('is ')}** | **{s.seconds_verdict.removeprefix('is ')}** |")
+    for s in study.worlds.values():
+        md += ["", f"## World {_world_title(s)}", ""] + _render_world(s)
+    md += ["", "## The runs (DVC experiments)", "",
+           "`dvc exp show` lists them; each experiment commit holds its params.yaml, "
+           f"`{METRICS_FILE}` and the per-epoch curves under `{CURVES_DIR}/`.", "",
+           "| experiment | commit | world | loss | seed | epochs | steps | training s | kNN top-1 | linear top-1 |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in study.runs:
+        secs = "n/a" if r["train_seconds"] is None else f"{r['train_seconds']:.0f}"
+        md.append(f"| {r['name']} | `{r['rev'][:7]}` | {r['world']} | {r['loss']} | {r['seed']} | {r['epochs']} "
+                  f"| {r['steps']} | {secs} | {_num(r['knn_top1'])} | {_num(r['linear_top1'])} |")
+    return "\n".join(md) + "\n"
+
+
+def _render_world(s: Summary) -> list[str]:
+    st, w = s.setup, s.world
+    md = [f"**Verdict: the paper's claim {s.verdict} here at equal epochs"
+          + (f"; at equal training seconds it {s.seconds_verdict}" if s.seconds is not None else "") + ".**", ""]
     md += [f"- {line}" for line in s.statement]
-    md += ["", "## Setup", "",
+    md += ["", "### Setup", "",
            f"Dataset `{st['data']}`" + (f" ({st['classes']} classes)" if st["classes"] else "")
            + f", {st['arch']}, {st['image_size']} px views, batch {st['batch_size']}, {st['epochs']} epochs = "
            f"{st['steps']} steps, {st['optimizer']} lr {st['lr']} (warm-up {st['warmup_epochs']} epochs), the "
-           "same for every run; only `seed` and the loss differ. Top-1 is measured on the validation split "
+           "same for every run; only `seed` and the method differ. Top-1 is measured on the validation split "
            f"after every epoch by the pretrain stage's monitor: kNN (k {st['knn_k']}, T {st['knn_t']}) and a "
-           "linear probe on fixed "
-           "features; epoch 0 is the random-init backbone each run starts from. Values in % as mean ± sample "
-           "standard deviation over seeds [min, max]."]
+           "linear probe on fixed features; epoch 0 is the random-init backbone each run starts from. "
+           "Training seconds count the optimisation only (not the monitor), on the machine named in the README's "
+           "study section. Values in % as mean ± sample standard deviation over seeds [min, max]."]
     if s.losses:
-        md += ["", "## Learning curves", "", f"![kNN and linear top-1 per epoch]({PICTURES['curves']})", "",
-               "Mean over seeds (line) and min-max over seeds (band).", "",
-               "## Final table", "",
-               "| loss | seeds | final kNN top-1 | final linear top-1 | kNN gain over random init (points) "
-               "| mean kNN top-1 over epochs (AUC) | mean linear top-1 over epochs |",
-               "|---|---|---|---|---|---|---|"]
+        secs = s.seconds
+        md += ["", "### Learning curves", "", f"![top-1 against epochs and training seconds]({picture(w, 'curves')})",
+               "", "Mean over seeds (line) and min-max over seeds (band); left against epochs, right against "
+               "training seconds (the dotted line: the common budget).", "",
+               "### Final table", "",
+               "| method | seeds | final kNN top-1 | final linear top-1 | kNN gain over random init (points) "
+               "| mean kNN top-1 over epochs | training s"
+               + (f" | kNN top-1 at {secs:.0f} s | linear top-1 at {secs:.0f} s" if secs is not None else "") + " |",
+               "|---|---|---|---|---|---|---" + ("|---|---" if secs is not None else "") + "|"]
         for label, e in s.losses.items():
-            md.append(f"| {LOSSES[label][0]} | {', '.join(map(str, e['seeds']))} | {_fmt(e['final']['knn_top1'])} "
-                      f"| {_fmt(e['final']['linear_top1'])} | {_fmt(e['gain']['knn_top1'])} "
-                      f"| {_fmt(e['auc']['knn_top1'])} | {_fmt(e['auc']['linear_top1'])} |")
+            row = (f"| {LOSSES[label][0]} | {', '.join(map(str, e['seeds']))} | {_fmt(e['final']['knn_top1'])} "
+                   f"| {_fmt(e['final']['linear_top1'])} | {_fmt(e['gain']['knn_top1'])} "
+                   f"| {_fmt(e['auc']['knn_top1'])} | {_fmt(e['train_seconds'], scale=1.0, digits=0)}")
+            if secs is not None:
+                row += f" | {_fmt(e['at_seconds']['knn_top1'])} | {_fmt(e['at_seconds']['linear_top1'])}"
+            md.append(row + " |")
         if s.comparisons:
-            md += ["", "### Triplet (k = 2) minus each other loss", "",
+            md += ["", "### Triplet (k = 2) minus each other method", "",
                    "Difference of the means in points, with two standard errors of that difference over seeds;"
-                   " 'ahead' / 'behind' when it exceeds them.", "",
-                   "| other loss | measure | difference | 2 SE | verdict |", "|---|---|---|---|---|"]
-            for c in s.comparisons:
-                md.append(f"| {LOSSES[c.other][0]} | {c.measure} top-1 | {_pp(c.diff)} | "
-                          f"{'n/a' if math.isnan(c.se) else f'{200 * c.se:.1f}'} | {c.verdict} |")
-        md += ["", "## False negatives per loss", "", f"![false-negative rates per epoch]({PICTURES['fn']})", "",
-               "Share of same-class images among the negatives each loss acts on, per training batch "
+                   " 'ahead' / 'behind' when it exceeds them.", ""] + _comparison_table(s.comparisons)
+        if "auto" in s.losses:
+            md += ["", "### `k: auto` (false-negative-aware ranks) against k = 2", ""]
+            if s.shared:
+                md.append("Here `k: auto` resolves to the paper's ranks 2..10: its points are the reference's own runs.")
+            else:
+                md += [f"`k: auto` resolves to ranks {_auto_ranks(s)} here.", ""]
+                md += _comparison_table(s.variants, sign="k: auto minus k = 2")
+        md += ["", "### False negatives", "", f"![false-negative rates per epoch]({picture(w, 'fn')})", "",
+               "Share of same-class images among the negatives each method acts on, per training batch "
                "(view 1 -> view 2, local batch): `fn_selected` for the deputy ranks the triplet variants "
-               "pick, `fn_hardest` for the most similar negative (computed the same way for every loss, "
-               "including BYOL and InfoNCE, which select no negative)"
-               + (f"; chance is about 1/{st['classes']} = {100 / st['classes']:.0f}%" if st["classes"] else "")
+               "pick, `fn_hardest` for the most similar negative (computed the same way for every method, "
+               "including those that select no negative)"
+               + (f"; chance is about 1/{st['classes']} = {100 / st['classes']:.1f}%" if st["classes"] else "")
                + ". A rate above chance means classes are clustering; a selected rate below the hardest "
                "rate means the truncation skips false negatives.", "",
-               "| loss | fn_selected, last epoch | fn_hardest, last epoch |", "|---|---|---|"]
+               "| method | fn_selected, last epoch | fn_hardest, last epoch |", "|---|---|---|"]
         for label, e in s.losses.items():
             md.append(f"| {LOSSES[label][0]} | {_fmt(e['fn_selected_final'])} | {_fmt(e['fn_hardest_final'])} |")
     if s.ks:
-        md += ["", "## Sweep of the truncation rank k (smoothed ranks k..10)", "",
-               f"![top-1 and false-negative rates against k]({PICTURES['k']})", "",
-               f"One run per k (seed {next(iter(s.ks.values()))['seed']}); the seed spread of the loss table "
+        md += ["", "### Sweep of the truncation rank k (smoothed ranks k..10)", "",
+               f"![top-1 and false-negative rates against k]({picture(w, 'k')})", "",
+               f"One run per k (seed {next(iter(s.ks.values()))['seed']}); the seed spread of the table "
                "above is the yardstick for these differences.", "",
                "| k | experiment | final kNN top-1 | final linear top-1 | kNN gain (points) | fn_selected | "
                "fn_hardest |", "|---|---|---|---|---|---|---|"]
         for k, e in s.ks.items():
             md.append(f"| {k} | {e['run']} | {_num(e['final']['knn_top1'])} | {_num(e['final']['linear_top1'])} "
                       f"| {_pp(e['gain']['knn_top1'])} | {_num(e['fn_selected'])} | {_num(e['fn_hardest'])} |")
-    md += ["", "## The runs (DVC experiments)", "",
-           "`dvc exp show` lists them; each experiment commit holds its params.yaml, "
-           f"`{METRICS_FILE}` and the per-epoch curves under `{CURVES_DIR}/`.", "",
-           "| experiment | commit | loss | seed | epochs | steps | kNN top-1 | linear top-1 |",
-           "|---|---|---|---|---|---|---|---|"]
-    for r in s.runs:
-        md.append(f"| {r['name']} | `{r['rev'][:7]}` | {r['loss']} | {r['seed']} | {r['epochs']} | {r['steps']} "
-                  f"| {_num(r['knn_top1'])} | {_num(r['linear_top1'])} |")
-    return "\n".join(md) + "\n"
+    return md
+
+
+def _auto_ranks(s: Summary) -> str:
+    from ..losses.truncated_triplet import auto_ranks
+
+    st = s.setup
+    if not (st["classes"] and st["batch_size"]):
+        return "(unknown: no class count recorded)"
+    k, k_end = auto_ranks(st["batch_size"], st["classes"])
+    return f"{k}..{k_end}"
+
+
+def _comparison_table(comparisons: list[Comparison], sign: str = "difference") -> list[str]:
+    md = [f"| other method | measure | {sign} | 2 SE | verdict |", "|---|---|---|---|---|"]
+    for c in comparisons:
+        md.append(f"| {LOSSES[c.other][0]} | {c.measure} | {_pp(c.diff)} | "
+                  f"{'n/a' if math.isnan(c.se) else f'{200 * c.se:.1f}'} | {c.verdict} |")
+    return md
 
 
 def _plots(s: Summary, out: Path) -> list[str]:
@@ -424,31 +560,43 @@ def _plots(s: Summary, out: Path) -> list[str]:
 
     written = []
     colours = {label: f"C{i}" for i, label in enumerate(LOSSES)}
+    w = s.world
     if s.losses:
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-        for ax, (key, name) in zip(axes, TOP1):
+        timed = s.seconds is not None
+        fig, axes = plt.subplots(2, 2 if timed else 1, figsize=(12 if timed else 6.5, 8), squeeze=False)
+        for row, (key, name) in enumerate(TOP1):
             for label, e in s.losses.items():
                 curves = e["curves"][key]
-                epochs = list(range(len(curves[0])))
                 cols = list(zip(*curves))
-                ax.plot(epochs, [sum(c) / len(c) for c in cols], color=colours[label], marker="o", ms=3,
-                        label=LOSSES[label][0], lw=2.2 if label == REFERENCE else 1.4)
+                mean = [sum(c) / len(c) for c in cols]
+                style = dict(color=colours[label], marker="o", ms=3, label=LOSSES[label][0],
+                             lw=2.2 if label == REFERENCE else 1.4, ls="--" if label in s.shared else "-")
+                axes[row][0].plot(range(len(mean)), mean, **style)
                 if len(curves) > 1:
-                    ax.fill_between(epochs, [min(c) for c in cols], [max(c) for c in cols], color=colours[label],
-                                    alpha=0.15, lw=0)
-            ax.set_xlabel("epoch (0 = random init)")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_ylabel(f"{name} top-1 (val)")
-            ax.set_title(f"{name} top-1 per epoch")
-            ax.grid(alpha=0.3)
-        axes[0].legend(fontsize=8)
+                    axes[row][0].fill_between(range(len(mean)), [min(c) for c in cols], [max(c) for c in cols],
+                                              color=colours[label], alpha=0.12, lw=0)
+                if timed:
+                    xs = [sum(c) / len(c) for c in zip(*e["seconds"])]
+                    axes[row][1].plot(xs, mean, **style)
+            axes[row][0].set_xlabel("epoch (0 = random init)")
+            axes[row][0].xaxis.set_major_locator(MaxNLocator(integer=True))
+            if timed:
+                axes[row][1].axvline(s.seconds, color="grey", lw=1, ls=":")
+                axes[row][1].set_xlabel("training seconds (mean over seeds; monitor excluded)")
+            for ax in axes[row]:
+                ax.set_ylabel(f"{name} top-1 (val)")
+                ax.set_title(f"{name} top-1, world {w}")
+                ax.grid(alpha=0.3)
+        axes[0][0].legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(out / PICTURES["curves"], dpi=100)
+        fig.savefig(out / picture(w, "curves"), dpi=90)
         plt.close(fig)
-        written.append(PICTURES["curves"])
+        written.append(picture(w, "curves"))
 
         fig, ax = plt.subplots(figsize=(7.5, 4))
         for label, e in s.losses.items():
+            if label in s.shared:
+                continue
             for fn, style in (("fn_hardest", "-"), ("fn_selected", "--")):
                 if e[fn]:
                     cols = list(zip(*e[fn]))
@@ -459,13 +607,13 @@ def _plots(s: Summary, out: Path) -> list[str]:
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("same-class share of the negatives")
-        ax.set_title("false-negative rate (mean over seeds)")
+        ax.set_title(f"false-negative rate (mean over seeds), world {w}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
         fig.tight_layout()
-        fig.savefig(out / PICTURES["fn"], dpi=100, bbox_inches="tight")
+        fig.savefig(out / picture(w, "fn"), dpi=90, bbox_inches="tight")
         plt.close(fig)
-        written.append(PICTURES["fn"])
+        written.append(picture(w, "fn"))
     if s.ks:
         ks = list(s.ks)
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -480,9 +628,9 @@ def _plots(s: Summary, out: Path) -> list[str]:
             axes[1].axhline(1 / s.setup["classes"], color="grey", lw=1, ls=":", label="chance")
         _k_axis(axes[1], ks, "k", "same-class share")
         fig.tight_layout()
-        fig.savefig(out / PICTURES["k"], dpi=100)
+        fig.savefig(out / picture(w, "k"), dpi=90)
         plt.close(fig)
-        written.append(PICTURES["k"])
+        written.append(picture(w, "k"))
     return written
 
 
@@ -496,19 +644,19 @@ def _k_axis(ax, ks: list[int], xlabel: str, ylabel: str) -> None:
     ax.legend(fontsize=8)
 
 
-def write_report(s: Summary, out_dir: Path, command: str, baseline: str | None = None) -> Path:
+def write_report(study: Study, out_dir: Path, command: str, baseline: str | None = None) -> Path:
     """Write efficiency.md and its pictures into `out_dir`, all at once (built in a temporary folder)."""
     out_dir = Path(out_dir)
     tmp = out_dir.parent / f".{out_dir.name}.efficiency.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        names = _plots(s, tmp)
-        (tmp / REPORT).write_text(render_markdown(s, command, baseline))
+        names = [name for s in study.worlds.values() for name in _plots(s, tmp)]
+        (tmp / REPORT).write_text(render_markdown(study, command, baseline))
         out_dir.mkdir(parents=True, exist_ok=True)
-        for stale in PICTURES.values():  # a picture this study no longer draws must not linger
-            if stale not in names:
-                (out_dir / stale).unlink(missing_ok=True)
+        for stale in out_dir.glob("efficiency_*.png"):  # a picture this study no longer draws must not linger
+            if stale.name not in names:
+                stale.unlink()
         for name in names:
             (tmp / name).replace(out_dir / name)
         (tmp / REPORT).replace(out_dir / REPORT)  # the markdown last: it is what says the report is whole
