@@ -99,12 +99,24 @@ class DataClassification(Strict):
     val_split: str
 
 
-class DataSysu(Strict):
-    root: str
+# A data group that has no SYSU-30k or COCO set points the root here (a committed, empty folder, since DVC needs
+# an existing path to depend on): the stages that need that set record `skipped` instead of measuring anything.
+ABSENT_ROOT = "data/absent"
 
 
-class DataCoco(Strict):
+class _OptionalSet(Strict):
     root: str
+
+    @property
+    def provided(self) -> bool:
+        return Path(self.root) != Path(ABSENT_ROOT)
+
+
+class DataSysu(_OptionalSet):
+    pass
+
+
+class DataCoco(_OptionalSet):
     train_split: str
     val_split: str
 
@@ -116,6 +128,20 @@ class Data(Strict):
     classification: DataClassification
     sysu: DataSysu
     coco: DataCoco
+
+    @model_validator(mode="after")
+    def _classification_given(self):
+        if Path(self.classification.root) == Path(ABSENT_ROOT):
+            raise ValueError(f"data.classification.root = {self.classification.root}: every data group needs a "
+                             "classification set (pretraining and the linear evaluation train on it)")
+        return self
+
+    def skipped_reason(self, dataset: str) -> str | None:
+        """Why the stages of `dataset` (sysu | coco) skip, or None when the data group provides it."""
+        if getattr(self, dataset).provided:
+            return None
+        return (f"data.{dataset}.root = {ABSENT_ROOT}: the data group '{self.name}' provides no "
+                f"{'SYSU-30k' if dataset == 'sysu' else 'COCO'} set")
 
 
 class Validate(Strict):
@@ -290,6 +316,8 @@ LOSS_KEYS = {name: tuple(cls.model_fields) for cls in LOSS_SCHEMAS for name in c
 
 class Train(Strict):
     epochs: int = PositiveInt
+    # A budget in optimizer steps replaces `epochs` when set (epochs derived; pipeline/train/schedule.py Budget).
+    steps: int | None = Field(default=None, ge=1)
     batch_size: int = Field(ge=2)
     accumulate: int = PositiveInt
     image_size: int = Field(ge=16, le=1024)
@@ -300,6 +328,7 @@ class Train(Strict):
     weight_decay: float = Field(ge=0)
     momentum: float = Field(ge=0, lt=1)
     warmup_epochs: float = Field(ge=0)
+    warmup_steps: int | None = Field(default=None, ge=0)  # replaces warmup_epochs when set
     base_ema: float = Field(ge=0, le=1)
     precision: Literal["fp32", "bf16", "fp16"]
     channels_last: bool

@@ -80,3 +80,25 @@ def test_pretraining_off_a_terminal_reports_steps_announces_the_monitor_and_reco
     seconds = [h["train_seconds"] for h in state.history]
     assert 0 < seconds[0] < seconds[1] and all(math.isfinite(s) for s in seconds)
     assert "step" not in state.history[0]  # DVCLive's own step column is the x axis
+
+
+def test_a_budget_in_steps_derives_the_epochs_and_stops_part_way_through_the_last(tmp_path):
+    from types import SimpleNamespace
+
+    from pipeline.train.schedule import Budget
+
+    b = Budget(SimpleNamespace(steps=100, epochs=15, warmup_steps=None, warmup_epochs=1.5), 39)
+    assert (b.total_steps, b.epochs, b.warmup_steps) == (100, 3, 58)
+    assert [b.steps_in_epoch(e) for e in range(3)] == [39, 39, 22]
+    assert b.describe() == "100 steps = 3 epoch(s) of 39 (train.steps), warm-up 58 steps"
+    e = Budget(SimpleNamespace(steps=None, epochs=15, warmup_steps=20, warmup_epochs=1.5), 39)
+    assert (e.total_steps, e.epochs, e.warmup_steps) == (585, 15, 20)
+
+    params = validate_params(compose(["train.batch_size=12", "train.device=cpu", "train.steps=3",
+                                      "model.projector_hidden=64", "model.projector_out=32",
+                                      "model.predictor_hidden=64"]))
+    gen = torch.Generator().manual_seed(0)
+    batch = (torch.randn(12, 3, 32, 32, generator=gen), torch.randn(12, 3, 32, 32, generator=gen),
+             torch.arange(12) % 3)
+    state = Pretrainer(params, tmp_path, InMemoryLoader([batch, batch]), DistInfo(), torch.device("cpu")).fit()
+    assert state.step == 3 and state.epoch == 2 and [h["optimizer_steps"] for h in state.history] == [2, 3]

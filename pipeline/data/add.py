@@ -23,7 +23,8 @@ from .readers_coco import read_coco
 from .readers_imagefolder import class_set, read_imagefolder
 from .readers_sysu import read_sysu
 
-# The embedded sets the group keeps for what it is not given (they then measure how the backbone transfers).
+# What a group not given a SYSU-30k / COCO set points at: nothing (the stages record `skipped`), or with
+# --embedded-evals the embedded sets (which then measure how the backbone transfers to them).
 EMBEDDED = {"sysu": "data/embedded/sysu30k", "coco": "data/embedded/coco"}
 SAMPLE_PER_CLASS = 20  # images opened per class for the size and mode summary (headers only)
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
@@ -134,7 +135,7 @@ def inspect_coco(root: Path, train_split: str = "train2017", val_split: str = "v
     return "; ".join(found)
 
 
-def render_group(name: str, ins: Inspection, sysu: Path | None, coco: Path | None, notes: list[str]) -> str:
+def render_group(name: str, ins: Inspection, sysu: Path | str, coco: Path | str, notes: list[str]) -> str:
     """The conf/data/NAME.yaml text: the roots, the class count, and what was found, as comments."""
     (w0, h0), (w1, h1) = ins.sizes
     smallest = min(ins.train_counts.values())
@@ -152,9 +153,9 @@ def render_group(name: str, ins: Inspection, sysu: Path | None, coco: Path | Non
              f"  train_split: {ins.train_split}",
              f"  val_split: {ins.val_split}",
              "sysu:",
-             f"  root: {sysu if sysu else EMBEDDED['sysu']}",
+             f"  root: {sysu}",
              "coco:",
-             f"  root: {coco if coco else EMBEDDED['coco']}",
+             f"  root: {coco}",
              "  train_split: train2017",
              "  val_split: val2017",
              ""]
@@ -163,7 +164,7 @@ def render_group(name: str, ins: Inspection, sysu: Path | None, coco: Path | Non
 
 def add(name: str, classification: Path, sysu: Path | None = None, coco: Path | None = None, *,
         conf_dir: Path, train_split: str = "train", val_split: str = "val", batch_size: int = 128,
-        force: bool = False, git_add: bool = True, echo=print) -> Path:
+        force: bool = False, git_add: bool = True, embedded_evals: bool = False, echo=print) -> Path:
     """Inspect, refuse or write conf_dir/data/NAME.yaml; returns its path."""
     if not _NAME.match(name):
         raise AddError(f"name {name!r}: letters, digits, '_' and '-' only, starting with a letter")
@@ -171,17 +172,27 @@ def add(name: str, classification: Path, sysu: Path | None = None, coco: Path | 
     if target.exists() and not force:
         raise AddError(f"{target}: already exists; pick another name or pass --force to rewrite it")
     ins = inspect_classification(classification, train_split, val_split, batch_size=batch_size)
+    from ..config import ABSENT_ROOT
+
     notes = []
     if sysu:
         notes.append(f"SYSU-30k {Path(sysu).resolve()}: {inspect_sysu(sysu)}")
         sysu = Path(sysu).expanduser().resolve()
+    elif embedded_evals:
+        sysu = EMBEDDED["sysu"]
+        notes.append("SYSU-30k not given: retrieval runs on the embedded set (how your backbone transfers to it)")
     else:
-        notes.append("SYSU-30k not given: retrieval stays on the embedded set (how your backbone transfers to it)")
+        sysu = ABSENT_ROOT
+        notes.append("SYSU-30k not given: off (reid_eval records status skipped)")
     if coco:
         notes.append(f"COCO {Path(coco).resolve()}: {inspect_coco(coco)}")
         coco = Path(coco).expanduser().resolve()
+    elif embedded_evals:
+        coco = EMBEDDED["coco"]
+        notes.append("COCO not given: detection runs on the embedded set (how your backbone transfers to it)")
     else:
-        notes.append("COCO not given: detection stays on the embedded set (how your backbone transfers to it)")
+        coco = ABSENT_ROOT
+        notes.append("COCO not given: off (coco_finetune records status skipped)")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".yaml.tmp")
     tmp.write_text(render_group(name, ins, sysu, coco, notes))
@@ -196,9 +207,46 @@ def add(name: str, classification: Path, sysu: Path | None = None, coco: Path | 
         staged = subprocess.run(["git", "add", "--", str(target)], cwd=target.parent, capture_output=True, text=True)
         echo(f"  staged with git add (dvc exp run records staged files in the experiment commit)" if staged.returncode
              == 0 else f"  not staged ({staged.stderr.strip() or 'not a git repository'}): git add it yourself")
-    echo(f"next: dvc exp run -S data={name}   (every experiment on it repeats -S data={name}; or set "
-         f"`- data: {name}` in conf/config.yaml's defaults)")
+    echo(f"next: dvc exp run -S data={name}   (every experiment on it repeats -S data={name}; or make it the "
+         f"default: python -m pipeline.data use {name})")
     return target
+
+
+_DEFAULT_DATA = re.compile(r"(?m)^(\s*-\s*data:\s*)(\S+)(.*)$")
+
+
+def use(name: str, conf_dir: Path, *, git_add: bool = True, echo=print) -> Path:
+    """Make data group NAME the default in conf_dir/config.yaml, so that every later `dvc exp run` (and
+    `dvc repro`, through the recomposed params.yaml) trains on it without repeating `-S data=NAME`."""
+    conf_dir = Path(conf_dir)
+    if not (conf_dir / "data" / f"{name}.yaml").is_file():
+        known = sorted(p.stem for p in (conf_dir / "data").glob("*.yaml"))
+        raise AddError(f"data group {name!r}: no {conf_dir / 'data' / (name + '.yaml')} (known: {', '.join(known)}); "
+                       f"write it first with `python -m pipeline.data add {name} --classification DIR`")
+    config = conf_dir / "config.yaml"
+    text = config.read_text()
+    found = _DEFAULT_DATA.search(text)
+    if found is None:
+        raise AddError(f"{config}: no `- data: ...` line in its defaults list to point at {name}")
+    previous = found.group(2)
+    tmp = config.with_suffix(".yaml.tmp")
+    tmp.write_text(text[:found.start(2)] + name + text[found.end(2):])
+    tmp.replace(config)
+    echo(f"{config}: defaults now use data={name} (was {previous})")
+    from ..config import CONF_DIR, write_composed
+
+    if conf_dir.resolve() == CONF_DIR.resolve():
+        write_composed()  # params.yaml follows conf/, for plain `dvc repro` too
+        echo(f"  params.yaml recomposed from conf/")
+    if git_add:
+        _stage(config)
+    return config
+
+
+def _stage(path: Path) -> None:
+    staged = subprocess.run(["git", "add", "--", str(path)], cwd=path.parent, capture_output=True, text=True)
+    if staged.returncode != 0:
+        print(f"  {path}: not staged ({staged.stderr.strip() or 'not a git repository'}): git add it yourself")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,17 +257,29 @@ def main(argv: list[str] | None = None) -> int:
     a = sub.add_parser("add", help="inspect your folders and write conf/data/NAME.yaml")
     a.add_argument("name")
     a.add_argument("--classification", required=True, type=Path, help="ImageFolder root: <root>/{train,val}/<class>/")
-    a.add_argument("--sysu", type=Path, help="SYSU-30k root (default: keep the embedded set)")
-    a.add_argument("--coco", type=Path, help="COCO 2017 root (default: keep the embedded set)")
+    a.add_argument("--sysu", type=Path, help="SYSU-30k root (default: none, retrieval is skipped)")
+    a.add_argument("--coco", type=Path, help="COCO 2017 root (default: none, detection is skipped)")
+    a.add_argument("--embedded-evals", action="store_true",
+                   help="evaluate on the embedded SYSU-30k / COCO sets where none is given (transfer)")
     a.add_argument("--train-split", default="train")
     a.add_argument("--val-split", default="val")
     a.add_argument("--batch-size", type=int, default=128, help="train.batch_size you will train with (default 128)")
     a.add_argument("--force", action="store_true", help="rewrite an existing conf/data/NAME.yaml")
+    a.add_argument("--use", action="store_true", help="also make it the default data group (see `use`)")
     a.add_argument("--conf-dir", type=Path, default=CONF_DIR, help=argparse.SUPPRESS)
+    u = sub.add_parser("use", help="make data group NAME the default of conf/config.yaml (every experiment uses it)")
+    u.add_argument("name")
+    u.add_argument("--conf-dir", type=Path, default=CONF_DIR, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     try:
+        if args.cmd == "use":
+            use(args.name, args.conf_dir)
+            return 0
         add(args.name, args.classification, args.sysu, args.coco, conf_dir=args.conf_dir,
-            train_split=args.train_split, val_split=args.val_split, batch_size=args.batch_size, force=args.force)
+            train_split=args.train_split, val_split=args.val_split, batch_size=args.batch_size, force=args.force,
+            embedded_evals=args.embedded_evals)
+        if args.use:
+            use(args.name, args.conf_dir)
     except AddError as e:
         print(f"data add: error: {e}", file=sys.stderr)
         return 1

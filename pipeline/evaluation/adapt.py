@@ -64,7 +64,7 @@ def adapt_params(params):
     adapted = type(train).model_validate({
         **train.model_dump(), "epochs": reid.adapt_epochs, "batch_size": reid.adapt_batch_size,
         "lr": reid.adapt_lr if reid.adapt_lr is not None else train.lr,
-        "warmup_epochs": reid.adapt_warmup_epochs})
+        "warmup_epochs": reid.adapt_warmup_epochs, "steps": None, "warmup_steps": None})  # adaptation counts epochs
     return params.model_copy(update={"train": adapted})
 
 

@@ -14,6 +14,10 @@ from torch import nn
 
 from ..ffcv_io.sidecar import sidecar_path
 from .knn import capped_k, extract_features, knn_top1
+
+# Below these, the monitor's figures say little and the stage says so (pretrain metrics: monitor_notes).
+MIN_VAL_IMAGES = 500  # one image is 0.2 points of top-1; the binomial SE near 50% is 2.2 points
+MIN_PROBE_PER_CLASS = 10  # training features per class for a stable linear probe
 from .linear import fit_on_features
 
 
@@ -31,6 +35,7 @@ class KnnLinearMonitor:
         self.bank_loader, self.val_loader = bank_loader, val_loader
         self.knn, self.linear, self.seed, self.device = knn, linear, int(seed), device
         self.knn_k: int | None = None  # eval.knn.k capped at the smallest class's bank count (after a call)
+        self._sizes: tuple[int, int] | None = None  # (smallest class's bank count, val images), after a call
 
     @property
     def data_files(self) -> list[Path]:
@@ -45,8 +50,29 @@ class KnnLinearMonitor:
         probe = fit_on_features(bank, val, classes=max(classes, 2), epochs=self.linear.epochs, lr=self.linear.lr,
                                 batch_size=self.linear.batch_size, seed=self.seed)
         self.knn_k = capped_k(self.knn.k, bank[1])
+        self._sizes = (_smallest_class(bank[1]), len(val[1]))
         return {"knn_top1": knn_top1(*bank, *val, k=self.knn_k, temperature=self.knn.temperature),
                 "linear_top1": probe.top1}
+
+    def notes(self) -> list[str]:
+        """What makes the figures weak on this data, in words (empty when nothing does); after a call or bank_k()."""
+        if self._sizes is None:
+            bank = torch.cat([torch.as_tensor(y) for _, y in self.bank_loader])
+            self._sizes = (_smallest_class(bank), sum(len(y) for _, y in self.val_loader))
+            self.knn_k = capped_k(self.knn.k, bank)
+        smallest, val = self._sizes
+        out = []
+        if self.knn_k < self.knn.k:
+            out.append(f"kNN: k capped at {self.knn_k} (eval.knn.k = {self.knn.k}): the smallest class has {smallest} "
+                       "training images")
+        if smallest < MIN_PROBE_PER_CLASS:
+            out.append(f"linear probe: the smallest class has {smallest} training images (below "
+                       f"{MIN_PROBE_PER_CLASS}, the probe's top-1 is unstable)")
+        if val < MIN_VAL_IMAGES:
+            out.append(f"{val} validation images: one image is {100 / max(val, 1):.2f} points of top-1, and the "
+                       f"binomial standard error near 50% is {50 / max(val, 1) ** 0.5:.1f} points; smaller "
+                       "differences are noise")
+        return out
 
     def bank_k(self) -> int:
         """The kNN's k for this bank, also when no call has been made (a finished run resumed: one pass over the
@@ -54,6 +80,12 @@ class KnnLinearMonitor:
         if self.knn_k is None:
             self.knn_k = capped_k(self.knn.k, torch.cat([torch.as_tensor(y) for _, y in self.bank_loader]))
         return self.knn_k
+
+
+def _smallest_class(labels: torch.Tensor) -> int:
+    counts = torch.bincount(torch.as_tensor(labels).long())
+    counts = counts[counts > 0]
+    return int(counts.min()) if len(counts) else 0
 
 
 def classification_monitor(params, device: torch.device, **loader_options) -> KnnLinearMonitor:

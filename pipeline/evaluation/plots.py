@@ -40,3 +40,17 @@ def line_plot(path: Path, series: dict[str, tuple[Sequence[float], Sequence[floa
     ax.legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def notice_picture(path: Path, title: str, text: str) -> None:
+    """A picture that says in words why there is nothing to show (a skipped evaluation's plot output)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import textwrap
+
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(6, 2))
+    fig.text(0.5, 0.65, title, ha="center", va="center", fontsize=13, weight="bold")
+    fig.text(0.5, 0.35, "\n".join(textwrap.wrap(text, 70)), ha="center", va="center", fontsize=9)
+    save_figure(fig, path)

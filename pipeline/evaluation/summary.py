@@ -22,6 +22,8 @@ ROWS = (
     ("COCO box AP, frozen-backbone probe", "data/coco/metrics.json", "probe", "bbox_AP"),
 )
 PAIRS = tuple(pair_name(a, b) for a, b in PAIR_ORDER)
+# The evaluation a metrics file holds, for the one row that says it was skipped.
+EVALUATION = {"data/reid/metrics.json": "SYSU-30k retrieval", "data/coco/metrics.json": "COCO detection"}
 
 
 def _value(mean: float, sd: float | None) -> str:
@@ -34,13 +36,21 @@ def _verdict(v: dict) -> str:
 
 def rows(root: Path = Path(".")) -> list[dict]:
     """One dict per evaluation with its three backbones, the verdicts, the supervised share and the seeds;
-    evaluations whose metrics are missing or predate the supervised reference are left out."""
-    out = []
+    evaluations whose metrics are missing or predate the supervised reference are left out, and an evaluation
+    the data group has no dataset for is one row that says so."""
+    out, skipped = [], set()
     for label, path, block, key in ROWS:
         file = root / path
         if not file.is_file():
             continue
         top = json.loads(file.read_text())
+        if top.get("status") == "skipped":
+            if path not in skipped:
+                skipped.add(path)
+                out.append({"evaluation": EVALUATION.get(path, label),
+                            **{b: "skipped" for b in BACKBONES}, **{pair: "-" for pair in PAIRS}, "share": "-",
+                            "runs": top.get("reason", "skipped")})
+            continue
         m = top.get(block, {}) if block else top
         if not all(b in m and key in m[b].get("per_seed", {}) for b in BACKBONES) or "verdicts" not in m:
             continue

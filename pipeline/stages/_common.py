@@ -77,3 +77,19 @@ def eval_seeds(params, base: int | None = None) -> list[int]:
 def write_metrics(path: Path, metrics: dict) -> None:
     """metrics.json, sorted and indented (stable diffs in git), renamed into place only when complete."""
     write_text_atomic(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+
+
+def skipped(dataset: str, params, metrics: Path, picture: Path | None = None) -> bool:
+    """When the data group provides no `dataset` (sysu | coco): record `status: skipped` and the reason as the
+    stage's metrics (and a picture saying so), so that no number measured on other data shows as current.
+    Returns whether the stage is skipped."""
+    reason = params.data.skipped_reason(dataset)
+    if reason is None:
+        return False
+    if picture is not None:
+        from ..evaluation.plots import notice_picture
+
+        notice_picture(picture, "skipped", reason)
+    write_metrics(metrics, {"status": "skipped", "reason": reason})
+    log.info("skipped: %s (recorded in %s)", reason, metrics)
+    return True

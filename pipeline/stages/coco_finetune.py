@@ -29,7 +29,7 @@ from ..evaluation.detection import (
 from ..io_safety import AtomicDir, write_text_atomic
 from ..train import distributed as dist_utils
 from ..train.loop import pick_device
-from ._common import StageFailed, eval_seeds, log, run_stage
+from ._common import StageFailed, eval_seeds, log, run_stage, skipped
 
 OUT = Path("data/coco")
 BACKBONE = Path("data/pretrain/backbone.pt")
@@ -94,7 +94,7 @@ def run_coco(params, out: Path = OUT, backbone_path: Path = BACKBONE, manifests:
             return {}
         schedule = protocols["finetune"][0]
         metrics = summarise_runs(runs["finetune"])
-        metrics.update({"schedule": coco.schedule, "iterations": schedule.iterations,
+        metrics.update({"status": "measured", "schedule": coco.schedule, "iterations": schedule.iterations,
                         "batch_size": schedule.batch_size, "seeds": seeds})
         if "probe" in runs:
             metrics["probe"] = {**summarise_runs(runs["probe"]), "iterations": protocols["probe"][0].iterations}
@@ -143,6 +143,8 @@ def _write(out: Path, metrics: dict, val, keep, shown) -> None:
 
 def main() -> None:
     def body(params):
+        if skipped("coco", params, OUT / "metrics.json", OUT / "predictions.png"):
+            return
         start = time.perf_counter()
         m = run_coco(params)
         if m:

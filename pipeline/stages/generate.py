@@ -77,21 +77,40 @@ def _look_stamp(drawn_in, emblems: tuple[str, ...] = ()) -> dict:
     return {"classification_look": dataclasses.asdict(drawn_in), **({"emblems": list(emblems)} if emblems else {})}
 
 
+def used_sets(params) -> dict[str, bool]:
+    """Which generated sets (folder name under generate.out_dir -> used) the data group reads: a group that brings
+    its own data (python -m pipeline.data add) generates nothing it does not use."""
+    out, d = Path(params.generate.out_dir), params.data
+    return {"imagenet": Path(d.classification.root) == out / "imagenet",
+            "sysu30k": Path(d.sysu.root) == out / "sysu30k",
+            "coco": Path(d.coco.root) == out / "coco"}
+
+
 def main() -> None:
     def body(params):
         g = params.generate
         out = Path(g.out_dir)
         c, s, k = g.classification.model_dump(), g.sysu.model_dump(), g.coco.model_dump()
         classes = gen_cls.ClassificationSpec.from_dict(c).shape_names()  # the vocabulary COCO and SYSU-30k share
-        generate_once(out / "imagenet", c, g.seed,
-                      lambda: gen_cls.generate_classification(out / "imagenet", c, g.seed), gen_cls)
+        wanted = used_sets(params)
+        if wanted["imagenet"]:
+            generate_once(out / "imagenet", c, g.seed,
+                          lambda: gen_cls.generate_classification(out / "imagenet", c, g.seed), gen_cls)
         # In the classification look the other sets take the classification set's keys and classes: stamped too.
         sysu_look, coco_look = (look.look_for(d["look"], c) for d in (s, k))
         emblems = tuple(classes) if sysu_look else ()
-        generate_once(out / "sysu30k", s | _look_stamp(sysu_look, emblems), g.seed,
-                      lambda: gen_sysu.generate_sysu(out / "sysu30k", s, g.seed, sysu_look, emblems), gen_sysu, look)
-        generate_once(out / "coco", k | {"classes": classes} | _look_stamp(coco_look), g.seed,
-                      lambda: gen_coco.generate_coco(out / "coco", k, g.seed, classes, coco_look), gen_coco, look)
+        if wanted["sysu30k"]:
+            generate_once(out / "sysu30k", s | _look_stamp(sysu_look, emblems), g.seed,
+                          lambda: gen_sysu.generate_sysu(out / "sysu30k", s, g.seed, sysu_look, emblems), gen_sysu,
+                          look)
+        if wanted["coco"]:
+            generate_once(out / "coco", k | {"classes": classes} | _look_stamp(coco_look), g.seed,
+                          lambda: gen_coco.generate_coco(out / "coco", k, g.seed, classes, coco_look), gen_coco, look)
+        for name in (n for n, used in wanted.items() if not used):
+            # DVC needs the declared output folder; an empty one holds nothing that could pass for data.
+            (out / name).mkdir(parents=True, exist_ok=True)
+            log.info("%s: not generated: the data group '%s' reads that dataset from elsewhere", out / name,
+                     params.data.name)
 
     run_stage("generate", body)
 

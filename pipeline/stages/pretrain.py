@@ -34,6 +34,7 @@ def main() -> None:
             trainer = Pretrainer(params, OUT, ssl_loader(params, device=device, distributed=dist.enabled, **threads),
                                  dist, device, monitor=monitor)
             trainer.resume()
+            log.info("budget: %s", trainer.budget.describe())
             live = _live(trainer.state.history) if dist.is_main else None
             try:
                 state = trainer.fit(live)
@@ -45,6 +46,11 @@ def main() -> None:
             if dist.is_main:
                 atomic_save(trainer.export(), OUT / "backbone.pt")
                 metrics = summarise(state) | trainer.ranks() | {"knn_k": monitor.bank_k()}  # k capped per class
+                notes = monitor.notes()
+                for note in notes:
+                    log.warning("monitor: %s", note)
+                if notes:
+                    metrics["monitor_notes"] = "; ".join(notes)
                 write_metrics(OUT / "metrics.json", metrics)
                 log.info("kNN top-1 %.4f vs random init %.4f, linear probe %.4f vs %.4f; backbone: %s",
                          metrics["knn_top1"], metrics["random_init_knn_top1"], metrics["linear_top1"],

@@ -37,7 +37,7 @@ from ..ffcv_io.sidecar import read_layout
 from ..loaders.from_params import reid_eval_loader, ssl_loader
 from ..progress import track
 from ..train.loop import TrainingDiverged, pick_device
-from ._common import StageFailed, eval_seeds, log, run_stage, write_metrics
+from ._common import StageFailed, eval_seeds, log, run_stage, skipped, write_metrics
 
 BACKBONE = Path("data/pretrain/backbone.pt")
 SUPERVISED = Path("data/supervised/backbone.pt")
@@ -156,6 +156,8 @@ def adapt(params, backbones: dict[str, torch.nn.Module], device: torch.device, t
 
 def main() -> None:
     def body(params):
+        if skipped("sysu", params, OUT / "metrics.json", OUT / "top5.png"):
+            return
         cfg = params.eval.reid
         rows = _check_sets(params)
         device = pick_device(params.train.device)
@@ -188,7 +190,7 @@ def main() -> None:
                 log.info("%s (seed %d): rank-1 %.4f rank-5 %.4f rank-10 %.4f mAP %.4f", name, seed,
                          last[name]["rank1"], last[name]["rank5"], last[name]["rank10"], last[name]["mAP"])
         metrics = {name: {**backbone_block(values), **{k: last[name][k] for k in COUNTS}}
-                   for name, values in per_seed.items()}
+                   for name, values in per_seed.items()} | {"status": "measured"}
         metrics["gain"] = {k: metrics["pretrained"][k] - metrics["random_init"][k] for k in METRICS}
         by_query = None if cfg.adapt_epochs > 0 else {
             name: {k: r["per_query"]["AP" if k == "mAP" else k] for k in METRICS} for name, r in last.items()}

@@ -28,17 +28,30 @@ REPORT = Path("data/reports/validate")  # Data Docs and the failure list, also w
 PER_FILE_TABLES = ("classification", "sysu", "coco_images", "coco_annotations")
 
 
+def checked_datasets(params) -> tuple[list[str], dict[str, str]]:
+    """(the datasets validated, {dataset: why it is not}): validate.datasets less those the data group lacks."""
+    d, off = params.data, {}
+    for name in params.validate_.datasets:
+        reason = d.skipped_reason(name) if name in ("sysu", "coco") else None
+        if reason:
+            off[name] = reason
+    for name in {"classification", "sysu", "coco"} - set(params.validate_.datasets):
+        off[name] = f"not in validate.datasets {list(params.validate_.datasets)}"
+    return [n for n in params.validate_.datasets if n not in off], dict(sorted(off.items()))
+
+
 def build_tables(params) -> dict[str, pd.DataFrame]:
     """The manifests; an entry resolving outside its dataset root stops here, before anything opens it."""
     d, tables = params.data, {}
+    datasets, _ = checked_datasets(params)
     # Symlinks resolving inside a dataset root are followed; outside it, only with this option.
     links = {"follow_external_symlinks": params.validate_.follow_external_symlinks}
-    if "classification" in params.validate_.datasets:
+    if "classification" in datasets:
         splits = (d.classification.train_split, d.classification.val_split)
         tables.update(manifest.classification_tables(Path(d.classification.root), splits, **links))
-    if "sysu" in params.validate_.datasets:
+    if "sysu" in datasets:
         tables.update(manifest.sysu_tables(Path(d.sysu.root), **links))
-    if "coco" in params.validate_.datasets:
+    if "coco" in datasets:
         tables.update(manifest.coco_tables_for(Path(d.coco.root), (d.coco.train_split, d.coco.val_split), **links))
     return tables
 
@@ -104,9 +117,12 @@ def main() -> None:
             for name, df in tables.items():
                 df.to_csv(tmp / "manifests" / f"{name}.csv", index=False)
             quarantined.to_csv(tmp / "quarantine.csv", index=False)  # header only unless quarantining
-            summary = report.summary() | {"quarantined": int(len(quarantined))}
+            summary = report.summary() | {"quarantined": int(len(quarantined)),
+                                           "skipped": checked_datasets(params)[1]}
             (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
         log.info("all expectations met: %s", {k: len(t) for k, t in tables.items()})
+        for name, reason in checked_datasets(params)[1].items():
+            log.info("%s: not validated (%s)", name, reason)
         log.info("Data Docs: %s", REPORT / "data_docs" / "index.html")
 
     run_stage("validate", body)

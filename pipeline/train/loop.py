@@ -30,7 +30,7 @@ from .checkpoint import atomic_save, load_run_checkpoint, rng_state, set_rng_sta
 from .device import check_device
 from .fingerprint import run_fingerprint
 from .optim import build_optimizer, set_lr
-from .schedule import warmup_cosine
+from .schedule import Budget, warmup_cosine
 
 log = logging.getLogger("pipeline")
 
@@ -103,9 +103,9 @@ class Pretrainer:
         self.optimizer = build_optimizer(t.optimizer, self.model.online_parameters(), t.lr, t.weight_decay, t.momentum)
         self.scaler = torch.amp.GradScaler(device.type, enabled=t.precision == "fp16")
         self.loss_fn = build_loss(params.loss.name, **self._loss_kwargs())
-        self.steps_per_epoch = max(1, len(self.train_loader) // t.accumulate)
-        self.total_steps = self.steps_per_epoch * t.epochs
-        self.warmup_steps = int(round(t.warmup_epochs * self.steps_per_epoch))
+        self.budget = Budget(t, len(self.train_loader) // t.accumulate)
+        self.steps_per_epoch, self.total_steps = self.budget.steps_per_epoch, self.budget.total_steps
+        self.warmup_steps, self.epochs = self.budget.warmup_steps, self.budget.epochs
         self.resize_gen = torch.Generator().manual_seed(params.seed * 7 + dist.rank)
         self.state = RunState()
         data_files = [sidecar_path(train_loader.beton)] if hasattr(train_loader, "beton") else []
@@ -249,12 +249,12 @@ class Pretrainer:
             if self.state.random_init:
                 log.info("random init: %s", ", ".join(f"{k} {v:.4f}" for k, v in self.state.random_init.items()))
             self.save_checkpoint()
-        for epoch in range(self.state.epoch, t.epochs):
+        for epoch in range(self.state.epoch, self.epochs):
             self.train_loader.set_epoch(epoch)
             sums = {"loss": 0.0, "n": 0}
             t0 = time.perf_counter()
             for micro, batch in enumerate(self._progress(epoch)):
-                if micro >= self.steps_per_epoch * t.accumulate:
+                if micro >= self.budget.steps_in_epoch(epoch) * t.accumulate:
                     break
                 self._step(batch, micro, sums)
             seconds = time.perf_counter() - t0
@@ -267,22 +267,22 @@ class Pretrainer:
             for key in ("fn_selected", "fn_hardest"):
                 if key in sums:
                     row[key] = sums[key] / sums["n"]
-            if self.dist.is_main and ((epoch + 1) % t.monitor_every == 0 or epoch + 1 == t.epochs):
+            if self.dist.is_main and ((epoch + 1) % t.monitor_every == 0 or epoch + 1 == self.epochs):
                 row.update(self.monitor(f"epoch {epoch + 1}"))  # the final figures always come from the last epoch
             self.state.history.append(row)
-            log.info("epoch %d/%d: %s", epoch + 1, t.epochs,
+            log.info("epoch %d/%d: %s", epoch + 1, self.epochs,
                      ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
             if live is not None and self.dist.is_main:
                 log_to_live(live, row)
-            if (epoch + 1) % t.checkpoint_every == 0 or epoch + 1 == t.epochs:
+            if (epoch + 1) % t.checkpoint_every == 0 or epoch + 1 == self.epochs:
                 self.save_checkpoint()
             dist_utils.barrier()
         return self.state
 
     def _progress(self, epoch: int):
         """A bar on a terminal, a line every 30 s elsewhere (pipes, CI, Prefect) with step, rate and ETA."""
-        return track(self.train_loader, f"epoch {epoch + 1}/{self.p.train.epochs}",
-                     total=self.steps_per_epoch * self.p.train.accumulate, unit="batches",
+        return track(self.train_loader, f"epoch {epoch + 1}/{self.epochs}",
+                     total=self.budget.steps_in_epoch(epoch) * self.p.train.accumulate, unit="batches",
                      enabled=self.dist.is_main)
 
     def export(self) -> dict:

@@ -22,7 +22,7 @@ from ..progress import track
 from .checkpoint import atomic_save, load_run_checkpoint, rng_state, set_rng_state
 from .fingerprint import run_fingerprint
 from .optim import build_optimizer, set_lr
-from .schedule import warmup_cosine
+from .schedule import Budget, warmup_cosine
 
 log = logging.getLogger("pipeline")
 
@@ -51,9 +51,9 @@ class SupervisedTrainer:
         self.head = nn.Linear(dim, classes)
         self.model = nn.Sequential(self.backbone, self.head).to(device)
         self.optimizer = build_optimizer(t.optimizer, self.model.named_parameters(), t.lr, t.weight_decay, t.momentum)
-        self.steps_per_epoch = max(1, len(train_loader))
-        self.total_steps = self.steps_per_epoch * t.epochs
-        self.warmup_steps = int(round(t.warmup_epochs * self.steps_per_epoch))
+        self.budget = Budget(t, len(train_loader))  # pretraining's budget: train.steps or train.epochs
+        self.steps_per_epoch, self.total_steps = self.budget.steps_per_epoch, self.budget.total_steps
+        self.warmup_steps, self.epochs = self.budget.warmup_steps, self.budget.epochs
         self.state = SupervisedState()
         self.checkpoint_path = self.out / "checkpoint.pt"
         self.fingerprint = "supervised-" + run_fingerprint(params, data_files)
@@ -90,11 +90,11 @@ class SupervisedTrainer:
     def fit(self) -> SupervisedState:
         t = self.params.train
         self.model.train()
-        for epoch in range(self.state.epoch, t.epochs):
+        for epoch in range(self.state.epoch, self.epochs):
             self.train_loader.set_epoch(epoch)
             total, n, lr = 0.0, 0, 0.0
             for i, (images, labels) in enumerate(self._progress(epoch)):
-                if i >= self.steps_per_epoch:
+                if i >= self.budget.steps_in_epoch(epoch):
                     break
                 lr = warmup_cosine(self.state.step, self.total_steps, self.warmup_steps, t.lr)
                 set_lr(self.optimizer, lr)
@@ -111,13 +111,14 @@ class SupervisedTrainer:
                    "val_top1": self.val_top1()}
             self.state.epoch = epoch + 1
             self.state.history.append(row)
-            log.info("epoch %d/%d: loss %.4f, lr %.3g, val top-1 %.4f", epoch + 1, t.epochs, row["loss"], lr,
+            log.info("epoch %d/%d: loss %.4f, lr %.3g, val top-1 %.4f", epoch + 1, self.epochs, row["loss"], lr,
                      row["val_top1"])
             self._save()
         return self.state
 
     def _progress(self, epoch: int):
-        return track(self.train_loader, f"supervised epoch {epoch + 1}/{self.params.train.epochs}", unit="batches")
+        return track(self.train_loader, f"supervised epoch {epoch + 1}/{self.epochs}",
+                     total=self.budget.steps_in_epoch(epoch), unit="batches")
 
     def export(self) -> dict:
         return export_backbone_state_dict(self.backbone)

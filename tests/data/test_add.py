@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.data.add import AddError, add
+from pipeline.data.add import AddError, add, use
 from pipeline.data.generate_classification import generate_classification
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,15 +52,20 @@ def test_add_writes_a_group_that_composes_and_validates(folder, conf):
     group = yaml.safe_load(text)
     assert group["name"] == "mine" and group["num_classes"] == 3
     assert group["classification"] == {"root": str(folder.resolve()), "train_split": "train", "val_split": "val"}
-    assert group["sysu"]["root"] == "data/embedded/sysu30k"  # not given: the embedded set stays
+    assert group["sysu"]["root"] == group["coco"]["root"] == "data/absent"  # not given: off, never the demo's
     raw = _compose(conf, ["data=mine", "train.batch_size=16"])
     params = validate_params(raw)
     assert params.data.name == "mine" and params.data.classification.root == str(folder.resolve())
+    assert not params.data.sysu.provided and "provides no COCO set" in params.data.skipped_reason("coco")
+    assert any("SYSU-30k not given: off (reid_eval records status skipped)" in line for line in lines)
     assert any("2 steps per epoch" in line for line in lines)
     assert lines[-1].startswith("next: dvc exp run -S data=mine")
     with pytest.raises(AddError, match="already exists; pick another name or pass --force"):
         add("mine", folder, conf_dir=conf, batch_size=16, git_add=False, echo=lines.append)
-    add("mine", folder, conf_dir=conf, batch_size=16, git_add=False, force=True, echo=lines.append)
+    add("mine", folder, conf_dir=conf, batch_size=16, git_add=False, force=True, embedded_evals=True,
+        echo=lines.append)
+    group = yaml.safe_load(path.read_text())
+    assert group["sysu"]["root"] == "data/embedded/sysu30k" and group["coco"]["root"] == "data/embedded/coco"
 
 
 def test_add_refuses_what_cannot_work_naming_the_folder(folder, conf, tmp_path):
@@ -110,3 +115,20 @@ def test_command_line_stages_the_group_with_git(folder, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pipeline.data", "add", "mine", "--classification", str(folder),
                            "--conf-dir", str(repo / "conf")], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 1 and proc.stderr.startswith("data add: error: ") and "Traceback" not in proc.stderr
+
+
+def test_use_makes_the_group_the_default_so_later_experiments_stay_on_it(folder, conf):
+    add("mine", folder, conf_dir=conf, batch_size=16, git_add=False, echo=lambda _: None)
+    lines = []
+    use("mine", conf, git_add=False, echo=lines.append)
+    assert "  - data: mine" in (conf / "config.yaml").read_text()
+    assert lines[0].endswith("defaults now use data=mine (was embedded)")
+    assert validate_params_of(conf, ["loss=median"]).data.name == "mine"  # another -S, still the user's data
+    with pytest.raises(AddError, match=r"data group 'nope': no .*nope.yaml \(known: .*mine"):
+        use("nope", conf, git_add=False)
+
+
+def validate_params_of(conf, overrides):
+    from pipeline.config import validate_params
+
+    return validate_params(_compose(conf, overrides))

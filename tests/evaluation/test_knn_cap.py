@@ -25,3 +25,23 @@ def test_uncapped_k_drowns_a_small_class_that_the_cap_recovers():
     val_labels = torch.ones(4, dtype=torch.long)
     assert knn_top1(train, labels, val, val_labels, k=100, temperature=1.0) == 0.0
     assert knn_top1(train, labels, val, val_labels, k=capped_k(100, labels), temperature=1.0) == 1.0
+
+
+def _monitor(train_counts: list[int], val: int, k: int = 200):
+    from types import SimpleNamespace
+
+    from pipeline.evaluation.monitor import KnnLinearMonitor
+
+    labels = torch.cat([torch.full((n,), c) for c, n in enumerate(train_counts)])
+    bank = [(torch.zeros(len(labels), 3, 8, 8), labels)]
+    val_loader = [(torch.zeros(val, 3, 8, 8), torch.arange(val) % len(train_counts))]
+    return KnnLinearMonitor(bank, val_loader, SimpleNamespace(k=k, temperature=0.1),
+                            SimpleNamespace(epochs=1, lr=0.1, batch_size=8), 0, torch.device("cpu"))
+
+
+def test_the_monitor_says_when_its_data_is_too_small_to_mean_much():
+    notes = _monitor([144, 7, 150], val=359).notes()
+    assert notes[0] == "kNN: k capped at 7 (eval.knn.k = 200): the smallest class has 7 training images"
+    assert notes[1].startswith("linear probe: the smallest class has 7 training images (below 10")
+    assert notes[2].startswith("359 validation images: one image is 0.28 points of top-1") and "2.6 points" in notes[2]
+    assert _monitor([500, 600], val=1000).notes() == []

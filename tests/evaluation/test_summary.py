@@ -50,3 +50,12 @@ def test_coco_probe_block_is_its_own_row(tmp_path):
     assert table["COCO box AP, frozen-backbone probe"]["random_init"] == "0.020 ± 0.010"
     assert table["COCO box AP, fine-tuned"]["random_init"] == "0.050 ± 0.010"
     assert table["COCO box AP, frozen-backbone probe"]["runs"] == "3 seed(s)"
+
+
+def test_a_skipped_evaluation_is_one_row_that_says_why(tmp_path):
+    reason = "data.coco.root = data/absent: the data group 'digits' provides no COCO set"
+    _write(tmp_path, "data/coco/metrics.json", {"status": "skipped", "reason": reason})
+    table = rows(tmp_path)
+    assert len(table) == 1 and table[0]["evaluation"] == "COCO detection"
+    assert table[0]["pretrained"] == "skipped" and table[0]["runs"] == reason
+    assert f"| COCO detection | skipped | skipped | skipped | - | - | - | - | {reason} |" in markdown(tmp_path)
