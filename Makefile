@@ -4,7 +4,7 @@ export GX_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: setup repro test test-all params doctor lock server serve exp sweep
+.PHONY: setup repro test test-all params doctor lock server serve exp sweep exp-show restore-data
 
 setup:            ## Debian packages + .venv from uv.lock (the project editable, dev extras); idempotent
 	bash scripts/setup.sh
@@ -22,11 +22,24 @@ repro: setup      ## set up, then run the whole pipeline on the embedded default
 # the built small project is shared between them, OpenMP waits passively (tests/conftest.py).
 # TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
-test: setup       ## set up, then run the default test suite (what CI runs): slow end-to-end tests included
+test:             ## set up (Chromium too), then run the default test suite (what CI runs): slow end-to-end tests included
+	bash scripts/setup.sh --with-browser
 	python -m pytest -m "not gpu and not extended" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-all: setup   ## everything except GPU tests: slow and extended ones included
 	python -m pytest -m "not gpu" -o addopts="" --timeout=3600
+
+# `dvc exp show` in about 140 columns: the experiment, its data, method and rank k, and the headline results
+# (pretrain's kNN top-1, linear top-1, SYSU-30k mAP, COCO box AP of the pretrained backbone). EXP_ARGS adds
+# options (e.g. EXP_ARGS="-A" for every commit); EXP_COLUMNS replaces the column regex.
+EXP_COLUMNS ?= ^(Experiment|data\.name|method|loss\.variant|loss\.k|seed|knn_top1|pretrained\.top1|pretrained\.mAP|pretrained\.bbox\.AP)$$
+EXP_ARGS ?=
+exp-show:         ## dvc exp show, the readable view: method, key params, headline results (fits 140 columns)
+	dvc exp show --no-pager --drop '.*' --keep '$(EXP_COLUMNS)' $(EXP_ARGS)
+
+restore-data:     ## damaged generated data: set them aside (data/damaged/), regenerate them pristine, re-run what follows
+	python -m pipeline.data restore
+	dvc repro
 
 params:           ## rewrite params.yaml from conf/ after editing a config group
 	python -m pipeline.config compose
@@ -55,11 +68,12 @@ sweep:            ## run the SWEEP as DVC experiments through Prefect against th
 
 # The learning-efficiency study (README, "Learning-efficiency study"): DVC experiments, then the report.
 # STUDY_ARGS narrows or lengthens it, e.g. STUDY_ARGS="--epochs 12" (give report the same options).
-# The default is the budget of the committed reports/efficiency.md: 8 epochs = 312 steps per run.
+# The default is the budget of the committed reports/efficiency.md: 8 epochs = 312 steps per run, both worlds
+# (docs/study.md); `touch .dvc/tmp/study-stop` stops it after the current run, `make study` resumes.
 STUDY_ARGS ?= --epochs 8
 .PHONY: study report
 
-study:            ## run the study's missing runs as DVC experiments (pretrain only; ~50 min idle at 8 epochs)
+study:            ## run the study's missing runs as DVC experiments (pretrain only; hours, resumable)
 	python -m pipeline.study run $(STUDY_ARGS)
 
 report:           ## reports/efficiency.md + PNGs from the study's recorded DVC experiments

@@ -105,23 +105,33 @@ def _number(value) -> float | None:
     return value
 
 
+# The evaluations' results lead the metrics artifact; the data bookkeeping (validate, scan) comes last.
+LEADING_STAGES = ("linear_eval", "reid_eval", "coco_finetune", "pretrain", "supervised")
+
+
+def _rounded(value):
+    return float(f"{value:.4g}") if isinstance(value, float) else value
+
+
 def metric_rows(files_by_stage: dict, before: dict, after: dict, head: dict) -> list[dict]:
-    """One row per metric of every stage: value now, before this run, change, committed (HEAD)."""
+    """One row per metric of every stage: value now, before this run, change, committed (HEAD); the evaluation
+    stages first, values to 4 significant digits."""
     rows = []
     attributed = {path for files in files_by_stage.values() for path in files["metrics"]}
     loose = sorted(set(after) - attributed)  # e.g. dvc.yaml's top-level `metrics:` list
     if loose:
         files_by_stage = files_by_stage | {"-": {"metrics": loose, "plots": []}}
-    for stage, files in files_by_stage.items():
+    order = {stage: i for i, stage in enumerate(LEADING_STAGES)}
+    for stage, files in sorted(files_by_stage.items(), key=lambda kv: order.get(kv[0], len(order))):
         for path in files["metrics"]:
             now = after.get(path, {})
             for key in sorted(set(now) | set(before.get(path, {}))):
                 value, prev = now.get(key), before.get(path, {}).get(key)
                 change = (round(value - prev, 6) if _number(value) is not None and _number(prev) is not None
                           else None)
-                rows.append({"stage": stage, "file": path, "metric": key, "value": value,
-                             "previous run": prev, "change": change,
-                             "HEAD": head.get(path, {}).get(key)})
+                rows.append({"stage": stage, "file": path, "metric": key, "value": _rounded(value),
+                             "previous run": _rounded(prev), "change": _rounded(change),
+                             "HEAD": _rounded(head.get(path, {}).get(key))})
     return rows
 
 

@@ -122,8 +122,18 @@ def check_disk(repo: Path = REPO, min_free_gib: float = MIN_FREE_GIB) -> Check:
     return Check("ok", "disk", detail)
 
 
+def check_web_assets() -> Check:
+    """The offline copies of Vega and the Data Docs' styles (pipeline/webassets.py) and DVC's plots template."""
+    from . import webassets
+
+    if not webassets.installed():
+        return Check("warn", "offline pages", f"no offline Vega / Data Docs assets in {webassets.web_dir()}: "
+                                              "`dvc plots show` and the Data Docs need a network; run `make setup`")
+    return Check("ok", "offline pages", f"Vega and Data Docs assets in {webassets.web_dir()}")
+
+
 def run_checks() -> list[Check]:
-    checks = [check_venv(), check_packages(), check_debian(), check_dvc_hydra()]
+    checks = [check_venv(), check_packages(), check_debian(), check_dvc_hydra(), check_web_assets()]
     if checks[1].status == "ok":  # params need the packages (pydantic comes with them)
         checks.append(check_params())
     return checks + [check_prefect(), check_disk()]

@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 
 [ "${1:-}" = "--uv-only" ] && APT_PKGS=() || \
 APT_PKGS=(build-essential pkg-config libopencv-dev libturbojpeg0-dev git)
+# --with-browser (make test): Chromium, for the slow test that renders the plots page and Data Docs offline.
+[ "${1:-}" = "--with-browser" ] && APT_PKGS+=(chromium)
 missing=()
 for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -34,6 +36,10 @@ fi
 # A no-op in about a second when .venv already matches.
 export UV_PYTHON_DOWNLOADS=never
 "$UV" sync --locked --extra dev --python "$PY" --quiet
+
+# Offline pages: Vega for `dvc plots show` and the Data Docs' styles and scripts, pinned and hash-checked from
+# the npm registry into .tools/web (pipeline/webassets.py); DVC's plots template points there.
+.venv/bin/python -m pipeline.webassets install
 
 # Analytics off (offline machines): DVC per-repo, GX and Prefect through the Makefile's environment.
 .venv/bin/dvc config --local core.analytics false >/dev/null 2>&1 || true

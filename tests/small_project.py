@@ -33,7 +33,7 @@ def env() -> dict[str, str]:
     """The environment the stage commands need: the venv's python first on PATH, analytics off, CI quiet."""
     return os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
                          "GX_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                         "CI": "1"}
+                         "CI": "1", "PIPELINE_WEB_ASSETS": str(REPO / ".tools" / "web")}
 
 
 def sh(cwd: Path, *args: str, check: bool = True, timeout: float = 600,

@@ -16,7 +16,8 @@ def test_the_projects_own_environment_passes():
     proc = subprocess.run([sys.executable, "-m", "pipeline.doctor"], cwd=REPO, capture_output=True, text=True,
                           env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home())})
     lines = proc.stdout.splitlines()
-    assert len(lines) == 8 and all(line[:4] in ("ok  ", "warn", "FAIL") for line in lines[:-1])
+    assert len(lines) == 9 and all(line[:4] in ("ok  ", "warn", "FAIL") for line in lines[:-1])
+    assert any(line.startswith("ok   offline pages: Vega and Data Docs assets in") for line in lines)
     assert any(line.startswith("ok   params.yaml: valid") for line in lines)
     assert any(line.startswith("warn Prefect: PREFECT_API_URL is not set") for line in lines)
     assert proc.returncode == (1 if any(line.startswith("FAIL") for line in lines) else 0), proc.stdout

@@ -58,7 +58,8 @@ def test_add_then_two_experiments_both_train_on_the_digits_with_the_missing_eval
     staged = sh(root, "git", "diff", "--cached", "--name-only").stdout.split()
     assert {"conf/data/digits.yaml", "conf/config.yaml"} <= set(staged)
 
-    first = sh(root, "dvc", "exp", "run", "-n", "digits-triplet", *STEPS, timeout=900).stdout
+    run = sh(root, "dvc", "exp", "run", "-n", "digits-triplet", *STEPS, timeout=900)
+    first = run.stdout + run.stderr
     for stage in ("validate", "convert", "pretrain", "supervised", "linear_eval", "reid_eval", "coco_finetune"):
         assert f"Running stage '{stage}'" in first, stage
     assert "not generated: the data group 'digits' reads that dataset from elsewhere" in first
@@ -73,7 +74,8 @@ def test_add_then_two_experiments_both_train_on_the_digits_with_the_missing_eval
         assert params["loss"]["variant"] == loss
         # the data hash DVC recorded for the digits folder (a dependency of validate)
         deps = data.get("deps") or {}
-        assert any(path.rstrip("/") == str(digits) and dep.get("hash") for path, dep in deps.items()), deps
+        assert any((root / path).resolve() == digits.resolve() and dep.get("hash") for path, dep in deps.items()), \
+            sorted(deps)
         metrics = data["metrics"]
         assert metrics["data/pretrain/metrics.json"]["data"]["steps"] == 4
         for path in ("data/reid/metrics.json", "data/coco/metrics.json"):

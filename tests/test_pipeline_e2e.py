@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,23 @@ def test_repro_runs_every_stage_and_writes_outputs(project):
     assert metrics["epochs"] == 1 and metrics["random_init_knn_top1"] is not None
     assert (project / "data/pretrain/backbone.pt").is_file()
     assert (project / "dvc.lock").is_file()
+
+
+def test_metrics_list_results_only_and_the_exp_show_view_fits_140_columns(project):
+    shown = json.loads(sh(project, "dvc", "metrics", "show", "--json").stdout)
+    files = next(iter(shown.values()))["data"]
+
+    def keys(node, prefix=""):
+        for k, v in node.items():
+            yield from keys(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"]
+    flat = [f"{path}:{k}" for path, f in files.items() for k in keys(f.get("data", {}))]
+    assert not [k for k in flat if any(w in k for w in ("protocol", "per_seed", "tables.", "_sd", "final_loss."))], flat
+    assert len(flat) < 80, f"{len(flat)} metrics listed"
+    view = sh(project, "make", "-s", "exp-show", extra_env={"COLUMNS": "140"}).stdout
+    lines = view.splitlines()
+    assert max(len(line) for line in lines) <= 140, view
+    for column in ("Experiment", "method", "loss.k", "knn_top1", "pretrained.top1", "pretrained.mAP"):
+        assert column in lines[1], lines[1]
 
 
 def test_second_repro_runs_only_the_scan_listing(project):
@@ -144,3 +162,38 @@ def test_exp_run_keeps_a_damaged_and_an_added_file_and_quarantines_the_damaged_o
     finally:
         victim.write_bytes(original)
         added.unlink(missing_ok=True)
+
+
+def _data_hashes(project: Path) -> dict:
+    """What dvc.lock records of the generated data and the manifests validated from them."""
+    from ruamel.yaml import YAML
+
+    stages = YAML(typ="safe").load((project / "dvc.lock").read_text())["stages"]
+    outs = {o["path"]: o.get("md5") for o in stages["generate"]["outs"]}
+    outs.update({o["path"]: o.get("md5") for o in stages["validate"]["outs"] if "manifests" in o["path"]})
+    return outs
+
+
+def _docs_status(project: Path) -> set[str]:
+    html = (project / "data/reports/validate/data_docs/index.html").read_text()
+    return set(re.findall(r"'_validation_success_text': '(\w+)'", html))
+
+
+def test_restore_data_regenerates_damaged_data_and_data_docs_follow_the_result(project):
+    sh(project, "git", "checkout", "--", "params.yaml")  # the quarantine experiment above is applied: undo it
+    sh(project, "dvc", "repro")
+    lock = _data_hashes(project)
+    victim = sorted((project / "data/embedded/imagenet/val").rglob("*.jpg"))[0]
+    victim.write_bytes(b"garbage" * 100)
+    failed = sh(project, "dvc", "repro", check=False)
+    assert failed.returncode != 0 and "Failed" in _docs_status(project)  # the Data Docs show the failure
+    out = sh(project, "make", "-s", "restore-data").stdout
+    assert "modified 1" in out and "moved to data/damaged/imagenet-" in out
+    assert list((project / "data/damaged").glob("imagenet-*/val/*/" + victim.name)), "the damaged copy is kept"
+    assert victim.read_bytes()[:2] == b"\xff\xd8", "regenerated as it was"
+    assert _data_hashes(project) == lock, "the pristine data's hashes, not the damaged ones"
+    assert _docs_status(project) == {"Success"}
+    # The Data Docs are cached with the result they show: a validation DVC restores brings its own back.
+    shutil.rmtree(project / "data/reports/validate")
+    sh(project, "dvc", "checkout", "validate")
+    assert _docs_status(project) == {"Success"}

@@ -102,3 +102,14 @@ def test_a_budget_in_steps_derives_the_epochs_and_stops_part_way_through_the_las
              torch.arange(12) % 3)
     state = Pretrainer(params, tmp_path, InMemoryLoader([batch, batch]), DistInfo(), torch.device("cpu")).fit()
     assert state.step == 3 and state.epoch == 2 and [h["optimizer_steps"] for h in state.history] == [2, 3]
+
+
+def test_headline_keeps_matching_scalars_nested_and_rounded_and_leaves_lists_out():
+    from pipeline.stages._common import headline
+
+    full = {"pretrained": {"top1": 0.7909999887, "top1_sd": 0.003, "per_seed": {"top1": [0.79, 0.8]}},
+            "verdicts": {"pretrained_vs_random_init": {"top1": {"verdict": "ahead", "se": 0.01}}},
+            "protocol": {"lr": 0.1}, "status": "measured"}
+    assert headline(full, ("*.top1", "verdicts.*.top1.verdict", "status")) == {
+        "pretrained": {"top1": 0.791}, "status": "measured",
+        "verdicts": {"pretrained_vs_random_init": {"top1": {"verdict": "ahead"}}}}

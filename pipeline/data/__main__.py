@@ -1,4 +1,4 @@
-"""python -m pipeline.data add NAME --classification DIR [--sysu DIR] [--coco DIR] (pipeline/data/add.py)."""
+"""python -m pipeline.data {add,use,restore} (pipeline/data/add.py; restore: pipeline/data/restore.py)."""
 import sys
 
 from .add import main

@@ -270,10 +270,18 @@ def main(argv: list[str] | None = None) -> int:
     u = sub.add_parser("use", help="make data group NAME the default of conf/config.yaml (every experiment uses it)")
     u.add_argument("name")
     u.add_argument("--conf-dir", type=Path, default=CONF_DIR, help=argparse.SUPPRESS)
+    r = sub.add_parser("restore", help="set damaged generated datasets aside so that `dvc repro` regenerates them")
+    r.add_argument("--all", action="store_true", help="set every generated dataset aside, damaged or not")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "use":
             use(args.name, args.conf_dir)
+            return 0
+        if args.cmd == "restore":
+            from ..config import load_params
+            from .restore import restore
+
+            restore(Path(load_params().generate.out_dir), every=args.all)
             return 0
         add(args.name, args.classification, args.sysu, args.coco, conf_dir=args.conf_dir,
             train_split=args.train_split, val_split=args.val_split, batch_size=args.batch_size, force=args.force,

@@ -1,7 +1,7 @@
 """One table of every evaluation x the three backbones, with the seeds' spread and the verdicts
 (docs/evaluation.md): what the README shows and the Prefect run report embeds.
 
-    python -m pipeline.evaluation.summary      # markdown, from data/{pretrain,linear,reid,coco}/metrics.json
+    python -m pipeline.evaluation.summary      # markdown, from data/{linear,reid,coco}/details.json
 """
 from __future__ import annotations
 
@@ -14,16 +14,16 @@ from .compare import BACKBONES, PAIRS as PAIR_ORDER, mean_sd, pair_name
 # (label, metrics file, block, metric key): the block (None: the top level) holds the backbones and the verdicts;
 # the key names the per-seed values and the verdicts of every backbone.
 ROWS = (
-    ("linear top-1", "data/linear/metrics.json", None, "top1"),
-    ("SYSU-30k mAP", "data/reid/metrics.json", None, "mAP"),
-    ("SYSU-30k rank-1", "data/reid/metrics.json", None, "rank1"),
-    ("COCO box AP, fine-tuned", "data/coco/metrics.json", None, "bbox_AP"),
-    ("COCO mask AP, fine-tuned", "data/coco/metrics.json", None, "segm_AP"),
-    ("COCO box AP, frozen-backbone probe", "data/coco/metrics.json", "probe", "bbox_AP"),
+    ("linear top-1", "data/linear/details.json", None, "top1"),
+    ("SYSU-30k mAP", "data/reid/details.json", None, "mAP"),
+    ("SYSU-30k rank-1", "data/reid/details.json", None, "rank1"),
+    ("COCO box AP, fine-tuned", "data/coco/details.json", None, "bbox_AP"),
+    ("COCO mask AP, fine-tuned", "data/coco/details.json", None, "segm_AP"),
+    ("COCO box AP, frozen-backbone probe", "data/coco/details.json", "probe", "bbox_AP"),
 )
 PAIRS = tuple(pair_name(a, b) for a, b in PAIR_ORDER)
 # The evaluation a metrics file holds, for the one row that says it was skipped.
-EVALUATION = {"data/reid/metrics.json": "SYSU-30k retrieval", "data/coco/metrics.json": "COCO detection"}
+EVALUATION = {"data/reid/details.json": "SYSU-30k retrieval", "data/coco/details.json": "COCO detection"}
 
 
 def _value(mean: float, sd: float | None) -> str:

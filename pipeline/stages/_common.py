@@ -79,6 +79,38 @@ def write_metrics(path: Path, metrics: dict) -> None:
     write_text_atomic(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
 
+DETAILS = "details.json"
+
+
+def headline(results: dict, keep: tuple[str, ...]) -> dict:
+    """The scalar results whose dotted key matches a pattern of `keep` (fnmatch), nested as they were and floats
+    rounded to 4 decimals: what `dvc metrics show` and `dvc exp show` list. Lists (per-seed values) and unmatched
+    keys are left out (details.json keeps everything at full precision)."""
+    from fnmatch import fnmatchcase
+
+    out: dict = {}
+
+    def walk(node: dict, prefix: str, target: dict) -> None:
+        for key, value in node.items():
+            dotted = f"{prefix}{key}"
+            if isinstance(value, dict):
+                sub: dict = {}
+                walk(value, dotted + ".", sub)
+                if sub:
+                    target[key] = sub
+            elif not isinstance(value, list) and any(fnmatchcase(dotted, pattern) for pattern in keep):
+                target[key] = round(value, 4) if isinstance(value, float) else value
+    walk(results, "", out)
+    return out
+
+
+def write_results(out_dir: Path, results: dict, keep: tuple[str, ...], metrics_name: str = "metrics.json") -> None:
+    """details.json: everything the stage measured and how (per-seed values, spreads, protocol settings);
+    then metrics.json (the DVC metric), the headline results `keep` selects. Both sorted and atomic."""
+    write_metrics(Path(out_dir) / DETAILS, results)
+    write_metrics(Path(out_dir) / metrics_name, headline(results, keep))
+
+
 def skipped(dataset: str, params, metrics: Path, picture: Path | None = None) -> bool:
     """When the data group provides no `dataset` (sysu | coco): record `status: skipped` and the reason as the
     stage's metrics (and a picture saying so), so that no number measured on other data shows as current.
@@ -90,6 +122,7 @@ def skipped(dataset: str, params, metrics: Path, picture: Path | None = None) ->
         from ..evaluation.plots import notice_picture
 
         notice_picture(picture, "skipped", reason)
+    write_metrics(metrics.parent / DETAILS, {"status": "skipped", "reason": reason})
     write_metrics(metrics, {"status": "skipped", "reason": reason})
     log.info("skipped: %s (recorded in %s)", reason, metrics)
     return True

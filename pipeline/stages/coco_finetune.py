@@ -13,7 +13,6 @@ every batch (SyncBatchNorm on CUDA); rank 0 evaluates and writes.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -26,12 +25,16 @@ from ..evaluation.coco_data import load_split
 from ..evaluation.detection import (
     FinetuneDiverged, build_detector, finetune, freeze_backbone, predict, resolve_schedule,
 )
-from ..io_safety import AtomicDir, write_text_atomic
+from ..io_safety import AtomicDir
 from ..train import distributed as dist_utils
 from ..train.loop import pick_device
-from ._common import StageFailed, eval_seeds, log, run_stage, skipped
+from ._common import StageFailed, eval_seeds, log, run_stage, skipped, write_results
 
 OUT = Path("data/coco")
+# metrics.json: box and mask AP per backbone (fine-tuned; box AP of the frozen probe), gains, verdicts, status;
+# details.json: AP50/75 and by size, spreads, per-seed values, final losses, the schedule.
+HEADLINE = ("*.bbox.AP", "random_init.segm.AP", "pretrained.segm.AP", "supervised.segm.AP", "gain.segm.AP",
+            "*verdicts.*.bbox_AP.verdict", "verdicts.*.segm_AP.verdict", "status")
 BACKBONE = Path("data/pretrain/backbone.pt")
 SUPERVISED = Path("data/supervised/backbone.pt")
 MANIFESTS = Path("data/validated/manifests")
@@ -137,7 +140,7 @@ def _write(out: Path, metrics: dict, val, keep, shown) -> None:
 
     # Into `<out>.partial/`, removed on any failure; a full disk raises DiskFullError naming the file.
     with AtomicDir(out) as tmp:
-        write_text_atomic(tmp / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        write_results(tmp, metrics, HEADLINE)
         plot_predictions(val, keep, shown, tmp / "predictions.png")
 
 

@@ -19,28 +19,13 @@ from typing import Callable
 from ..data import generate_classification as gen_cls
 from ..data import generate_coco as gen_coco
 from ..data import generate_common, generate_sysu as gen_sysu, look, shapes
+from ..data.stamps import STAMP, differences, file_digests
 from ._common import log, run_stage
-
-STAMP = ".generated.json"
-
 
 def _stamp(cfg: dict, seed: int, *modules) -> dict:
     code = hashlib.sha256("".join(inspect.getsource(m) for m in modules).encode()).hexdigest()
     # Round-trip through JSON so tuples and lists compare equal with what was written.
     return json.loads(json.dumps({"params": cfg, "seed": seed, "code_sha256": code}))
-
-
-def file_digests(root: Path) -> dict[str, str]:
-    """{posix path relative to root: md5} of every file under root except the stamp."""
-    return {p.relative_to(root).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and p.name != STAMP}
-
-
-def differences(recorded: dict[str, str], now: dict[str, str]) -> dict[str, list[str]]:
-    """Files modified, added or deleted since generation (empty lists left out)."""
-    found = {"modified": sorted(f for f in recorded.keys() & now.keys() if recorded[f] != now[f]),
-             "added": sorted(now.keys() - recorded.keys()), "deleted": sorted(recorded.keys() - now.keys())}
-    return {kind: files for kind, files in found.items() if files}
 
 
 def generate_once(root: Path, cfg: dict, seed: int, write: Callable[[], dict], *modules) -> None:

@@ -25,6 +25,7 @@ import torch
 
 from ..evaluation.backbone_io import load_backbone, random_backbone
 from ..evaluation.compare import backbone_block, compare
+from ..evaluation.embedding import embedding_picture
 from ..evaluation.knn import extract_features
 from ..evaluation.linear import fit_on_features, fit_on_loader
 from ..evaluation.plots import line_plot
@@ -32,11 +33,14 @@ from ..io_safety import atomic_write
 from ..loaders.from_params import classification_eval_loader, linear_train_loader
 from ..methods.catalog import PATCH_METHODS
 from ..train.loop import pick_device
-from ._common import StageFailed, eval_seeds, log, run_stage, write_metrics
+from ._common import StageFailed, eval_seeds, log, run_stage, write_results
 
 BACKBONE = Path("data/pretrain/backbone.pt")
 SUPERVISED = Path("data/supervised/backbone.pt")
 OUT = Path("data/linear")
+# metrics.json (what `dvc metrics show` lists): the three backbones' top-1, the gain, the supervised share and
+# the verdicts; details.json adds top-5, the spreads, per-seed values and the protocol.
+HEADLINE = ("*.top1", "verdicts.*.top1.verdict")
 
 
 def fixed_features(params) -> bool:
@@ -55,7 +59,7 @@ def evaluate_backbone(name: str, backbone, dim: int, params, device, loaders: di
     if len(val[0]) == 0:
         raise StageFailed("the classification val split is empty: linear evaluation needs val images")
     train = extract_features(backbone, loaders["train"], device) if fixed_features(params) else None
-    out = {"top1": [], "top5": [], "curve": None}
+    out = {"top1": [], "top5": [], "curve": None, "val_features": val}
     for seed in seeds:
         def report(r):
             log.info("%s seed %d epoch %d/%d: loss %.3f, val top-1 %.4f", name, seed, r["epoch"], cfg.epochs,
@@ -102,12 +106,15 @@ def main() -> None:
                                "features": "patch_bag" if params.method in PATCH_METHODS else "centre_crop"}
         OUT.mkdir(parents=True, exist_ok=True)
         _write_curve(results)
+        log.info("embedding picture: t-SNE of the val features of each backbone")
+        embedding_picture(OUT / "embedding.png", {name: r["val_features"] for name, r in results.items()},
+                          f"t-SNE of the classification val features ({arch}), coloured by class", seed=params.seed)
         line_plot(OUT / "curve.png", {name: ([c["epoch"] for c in r["curve"]], [c["val_top1"] for c in r["curve"]])
                                       for name, r in results.items()},
                   xlabel="head epoch", ylabel="val top-1",
                   title=f"linear evaluation, {arch}, seed {seeds[0]}"
                         f"{' (fast path: fixed features)' if fixed_features(params) else ''}")
-        write_metrics(OUT / "metrics.json", metrics)
+        write_results(OUT, metrics, HEADLINE)
         verdict = metrics["verdicts"]["pretrained_vs_random_init"]["top1"]["verdict"]
         log.info("linear top-1 %.4f (random init %.4f, supervised %.4f; %d seeds): pretrained %s random init -> %s",
                  metrics["pretrained"]["top1"], metrics["random_init"]["top1"], metrics["supervised"]["top1"],

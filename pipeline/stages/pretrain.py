@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from ..evaluation.monitor import classification_monitor
+from ..evaluation.plots import training_curves
 from ..loaders.from_params import ssl_loader
 from ..train import distributed as dist_utils
 from ..train.checkpoint import atomic_save
@@ -52,6 +53,9 @@ def main() -> None:
                 if notes:
                     metrics["monitor_notes"] = "; ".join(notes)
                 write_metrics(OUT / "metrics.json", metrics)
+                training_curves(OUT / "curves.png", state.history, state.random_init,
+                                f"pretraining: {params.method} ({params.loss.name}), {params.model.arch}, "
+                                f"data {params.data.name}, {metrics['steps']} steps")
                 log.info("kNN top-1 %.4f vs random init %.4f, linear probe %.4f vs %.4f; backbone: %s",
                          metrics["knn_top1"], metrics["random_init_knn_top1"], metrics["linear_top1"],
                          metrics["random_init_linear_top1"], OUT / "backbone.pt")

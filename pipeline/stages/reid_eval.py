@@ -37,14 +37,16 @@ from ..ffcv_io.sidecar import read_layout
 from ..loaders.from_params import reid_eval_loader, ssl_loader
 from ..progress import track
 from ..train.loop import TrainingDiverged, pick_device
-from ._common import StageFailed, eval_seeds, log, run_stage, skipped, write_metrics
+from ._common import StageFailed, eval_seeds, log, run_stage, skipped, write_results
 
 BACKBONE = Path("data/pretrain/backbone.pt")
 SUPERVISED = Path("data/supervised/backbone.pt")
 OUT = Path("data/reid")
+# metrics.json: mAP and rank-1 per backbone, gain, supervised share, verdicts, status; details.json: the rest.
+HEADLINE = ("*.mAP", "*.rank1", "verdicts.*.mAP.verdict", "verdicts.*.rank1.verdict", "status")
 METRICS = ("rank1", "rank5", "rank10", "mAP")
 COUNTS = ("queries", "queries_evaluated", "queries_without_match", "gallery")
-PICTURE_QUERIES = 4
+PICTURE_QUERIES = 3
 
 
 @torch.inference_mode()
@@ -92,20 +94,23 @@ def _check_sets(params) -> dict:
     return rows
 
 
-def _picture(path: Path, rows: dict, feats: dict, sets: dict, title: str) -> None:
-    """A few queries (with a true match) and their first five gallery images, matches green, others red."""
+def _picture(path: Path, rows: dict, feats: dict[str, dict], sets: dict, title: str) -> None:
+    """A few queries (with a true match) and, for every backbone, their first five gallery images: one row per
+    query and backbone, matches green, others red. feats: backbone -> split -> features."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from PIL import Image
 
     (q_ids, q_cams), (g_ids, g_cams) = sets["query"], sets["gallery"]
-    idx, good = top_k(feats["query"], q_ids, q_cams, feats["gallery"], g_ids, g_cams, 5)
+    ranked = {name: top_k(f["query"], q_ids, q_cams, f["gallery"], g_ids, g_cams, 5) for name, f in feats.items()}
     has_match = [i for i in range(len(q_ids)) if ((g_ids == q_ids[i]) & (g_cams != q_cams[i])).any()]
     chosen = [has_match[int(j)] for j in np.linspace(0, len(has_match) - 1, min(PICTURE_QUERIES, len(has_match)))]
     (q_root, q_rows), (g_root, g_rows) = rows["sysu_query"], rows["sysu_gallery"]
-    fig, axes = plt.subplots(len(chosen), 6, figsize=(6 * 1.2, len(chosen) * 2.3), squeeze=False)
-    for r, qi in enumerate(chosen):
+    lines = [(qi, name) for qi in chosen for name in feats]
+    fig, axes = plt.subplots(len(lines), 6, figsize=(6 * 1.2, len(lines) * 2.1), squeeze=False)
+    for r, (qi, name) in enumerate(lines):
+        idx, good = ranked[name]
         cells = [(q_root / q_rows["path"][qi], f"query {q_rows['identity'][qi]}", "black")]
         for k in range(5):
             gi = int(idx[qi, k])
@@ -125,6 +130,7 @@ def _picture(path: Path, rows: dict, feats: dict, sets: dict, title: str) -> Non
             for spine in ax.spines.values():
                 spine.set_edgecolor(colour)
                 spine.set_linewidth(3 if c else 1)
+        axes[r][0].set_ylabel(name.replace("_", " "), fontsize=8)
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
@@ -202,11 +208,11 @@ def main() -> None:
 
         OUT.mkdir(parents=True, exist_ok=True)
         p = last["pretrained"]
-        _picture(OUT / "top5.png", rows, {s: feats[s]["pretrained"] for s in feats}, sets,
-                 f"{arch} pretrained{f' + {cfg.adapt_epochs} SYSU adaptation epoch(s)' if adaptation else ''}, "
-                 f"rank-1 {p['rank1']:.3f}, mAP {p['mAP']:.3f} "
-                 f"({p['queries_evaluated']} queries, {p['gallery']} gallery images)")
-        write_metrics(OUT / "metrics.json", metrics)
+        _picture(OUT / "top5.png", rows, {name: {s: feats[s][name] for s in feats} for name in last}, sets,
+                 f"{arch}{f' + {cfg.adapt_epochs} SYSU adaptation epoch(s)' if adaptation else ''}, top-5 per backbone; "
+                 + ", ".join(f"{name.replace('_', ' ')} mAP {r['mAP']:.3f}" for name, r in last.items())
+                 + f" ({p['queries_evaluated']} queries, {p['gallery']} gallery images)")
+        write_results(OUT, metrics, HEADLINE)
         v = metrics["verdicts"]
         log.info("mAP: pretrained %.4f, random init %.4f, supervised %.4f; pretrained %s random init, supervised %s "
                  "random init -> %s", metrics["pretrained"]["mAP"], metrics["random_init"]["mAP"],

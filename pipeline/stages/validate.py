@@ -3,16 +3,16 @@
 Outputs (all under data/validated/, written to a temporary folder and renamed when complete):
   manifests/<table>.csv   what later stages read (quarantined rows left out)
   quarantine.csv          files left out with the expectation they failed (quarantine mode only)
-  summary.json            per-table counts and the overall result (a DVC metric)
+  summary.json            the overall result, files quarantined, datasets skipped (a DVC metric)
+  details.json            the same with per-table counts
 and data/reports/validate/{data_docs/index.html,failures.txt}: Great Expectations Data Docs and the list
-of offending rows, written on success and on failure (not a cached output: Data Docs embed run times).
+of offending rows, written on success and on failure (a DVC output: restored with the result they show).
 On failure (the default `validate.on_error: fail`) every offending file is printed with the expectation
 it failed and the stage exits 1, so nothing downstream runs.
 Input files are only read, never modified or deleted.
 """
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -21,11 +21,15 @@ import pandas as pd
 from ..data import manifest
 from ..data.generate_common import AtomicDir
 from ..validation import Rules, run_checks
-from ._common import StageFailed, log, run_stage
+from ..webassets import offline_data_docs
+from ._common import StageFailed, log, run_stage, write_results
 
 OUT = Path("data/validated")
 REPORT = Path("data/reports/validate")  # Data Docs and the failure list, also written when validation fails
 PER_FILE_TABLES = ("classification", "sysu", "coco_images", "coco_annotations")
+# summary.json (the DVC metric): the result, files quarantined, datasets skipped; details.json adds every
+# table's rows, expectations evaluated and failed.
+HEADLINE = ("success", "quarantined", "skipped.*")
 
 
 def checked_datasets(params) -> tuple[list[str], dict[str, str]]:
@@ -94,8 +98,8 @@ def main() -> None:
         # Our own outputs from an earlier run go first: a failing run must not leave them looking current.
         shutil.rmtree(OUT, ignore_errors=True)
         tables = build_tables(params)
-        # Data Docs embed run times and random ids: they live beside the cached outputs, not among them,
-        # so that re-running an unchanged validation leaves dvc.lock (and everything downstream) as it was.
+        # Data Docs are an output of their own (dvc.yaml), so DVC restores them with the result they show; they
+        # embed run times, but nothing downstream depends on them, so a re-run changes no later stage.
         shutil.rmtree(REPORT, ignore_errors=True)
         REPORT.mkdir(parents=True)
         with AtomicDir(OUT) as tmp:
@@ -108,6 +112,7 @@ def main() -> None:
                 log.warning("left %d file(s) out (data/validated/quarantine.csv); nothing was deleted",
                             len(quarantined))
             (REPORT / "failures.txt").write_text(report.format_failures() + "\n")
+            offline_data_docs(docs)  # local copies of the CDN styles and scripts: the pages render offline
             if not report.success:
                 raise StageFailed(
                     f"{len(report.failures)} expectation failure(s); every offending row:\n"
@@ -119,7 +124,7 @@ def main() -> None:
             quarantined.to_csv(tmp / "quarantine.csv", index=False)  # header only unless quarantining
             summary = report.summary() | {"quarantined": int(len(quarantined)),
                                            "skipped": checked_datasets(params)[1]}
-            (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+            write_results(tmp, summary, HEADLINE, "summary.json")
         log.info("all expectations met: %s", {k: len(t) for k, t in tables.items()})
         for name, reason in checked_datasets(params)[1].items():
             log.info("%s: not validated (%s)", name, reason)

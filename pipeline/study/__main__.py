@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = sub.add_parser("plan", help="list the study's points and runs with their overrides")
     run = sub.add_parser("run", help="run the study's missing runs as DVC experiments (pretrain only)")
     rep = sub.add_parser("report", help="write reports/efficiency.md and its PNGs from the recorded runs")
-    for p in (plan, run, rep):
+    save = sub.add_parser("save", help="write the recorded runs to reports/efficiency-runs.bundle (commit it)")
+    for p in (plan, run, rep, save):
         _spec_args(p)
     run.add_argument("--force", action="store_true", help="re-run (replace) runs already recorded")
     run.add_argument("--dry-run", action="store_true", help="print the dvc commands without running them")
@@ -59,9 +60,18 @@ def main(argv: list[str] | None = None) -> int:
             if failed:
                 print(f"study: {len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
                 return 1
+        elif args.cmd == "save":
+            from .runs import save_runs
+
+            path, n = save_runs(root, spec)
+            print(f"wrote {path.relative_to(root)}: {n} experiment(s); commit it, and `report` reads them back anywhere")
         else:
             from .report import report
+            from .runs import load_runs
 
+            loaded = load_runs(root)
+            if loaded:
+                print(f"read {loaded} experiment ref(s) from reports/efficiency-runs.bundle")
             command = "python -m pipeline.study " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
             path = report(root, spec, root / args.out, rev=args.rev, command=command)
             print(f"wrote {path.relative_to(root) if path.is_relative_to(root) else path}")

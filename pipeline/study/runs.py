@@ -267,6 +267,45 @@ def recorded(root: Path, rev: str = "HEAD") -> dict[str, dict]:
     return found[0][1] if found else {}
 
 
+# --- keeping the runs: DVC records experiments as git refs (refs/exps/...) of this clone only -----------
+BUNDLE = Path("reports/efficiency-runs.bundle")
+
+
+def _git(root: Path, *args: str) -> str:
+    import subprocess
+
+    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise StudyError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def save_runs(root: Path, spec: StudySpec, bundle: Path = BUNDLE) -> tuple[Path, int]:
+    """Write the study's recorded experiments (their refs and commits, not the history they start from) to a git
+    bundle that can be committed: another clone or machine reads them back with `load_runs`, so the report can
+    be regenerated from the recorded runs anywhere. Returns (bundle, refs saved)."""
+    names = {r.name for r in spec.plan()[1]}
+    refs = [ref for ref in _git(root, "for-each-ref", "--format=%(refname)", "refs/exps").split()
+            if ref.rsplit("/", 1)[-1] in names]
+    if not refs:
+        raise StudyError(f"no experiment of the study ({next(iter(sorted(names)))}, ...) is recorded in this clone")
+    target = Path(root) / bundle
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    _git(root, "bundle", "create", str(tmp), *refs, "--not", "--branches", "--tags")
+    tmp.replace(target)
+    return target, len(refs)
+
+
+def load_runs(root: Path, bundle: Path = BUNDLE) -> int:
+    """Fetch the experiments of a saved bundle into this clone (idempotent); returns how many refs it holds."""
+    source = Path(root) / bundle
+    if not source.is_file():
+        return 0
+    _git(root, "fetch", "--quiet", str(source), "+refs/exps/*:refs/exps/*")
+    return len([line for line in _git(root, "bundle", "list-heads", str(source)).splitlines() if line.strip()])
+
+
 # --- running ------------------------------------------------------------------------------------------
 def dvc_args(run: Run) -> list[str]:
     """`dvc exp run` arguments for one run: a temporary copy, the name, the overrides, target `pretrain`.

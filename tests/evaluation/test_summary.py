@@ -19,8 +19,8 @@ def test_table_rows_come_from_the_evaluations_metrics(tmp_path):
     linear = {name: backbone_block(v) for name, v in per_seed.items()}
     linear.update(compare(per_seed))
     linear["protocol"] = {"seeds": [0, 1, 2]}
-    _write(tmp_path, "data/linear/metrics.json", linear)
-    _write(tmp_path, "data/coco/metrics.json", {"pretrained": {"bbox": {"AP": 0.1}}})  # before the reference
+    _write(tmp_path, "data/linear/details.json", linear)
+    _write(tmp_path, "data/coco/details.json", {"pretrained": {"bbox": {"AP": 0.1}}})  # before the reference
     table = rows(tmp_path)
     assert [r["evaluation"] for r in table] == ["linear top-1"]
     row = table[0]
@@ -44,7 +44,7 @@ def test_coco_probe_block_is_its_own_row(tmp_path):
     coco = block(0.04)
     coco["probe"] = block(0.01)
     coco["seeds"] = [0, 1, 2]
-    _write(tmp_path, "data/coco/metrics.json", coco)
+    _write(tmp_path, "data/coco/details.json", coco)
     table = {r["evaluation"]: r for r in rows(tmp_path)}
     assert set(table) == {"COCO box AP, fine-tuned", "COCO box AP, frozen-backbone probe"}  # no segm values here
     assert table["COCO box AP, frozen-backbone probe"]["random_init"] == "0.020 ± 0.010"
@@ -54,7 +54,7 @@ def test_coco_probe_block_is_its_own_row(tmp_path):
 
 def test_a_skipped_evaluation_is_one_row_that_says_why(tmp_path):
     reason = "data.coco.root = data/absent: the data group 'digits' provides no COCO set"
-    _write(tmp_path, "data/coco/metrics.json", {"status": "skipped", "reason": reason})
+    _write(tmp_path, "data/coco/details.json", {"status": "skipped", "reason": reason})
     table = rows(tmp_path)
     assert len(table) == 1 and table[0]["evaluation"] == "COCO detection"
     assert table[0]["pretrained"] == "skipped" and table[0]["runs"] == reason

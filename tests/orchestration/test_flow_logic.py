@@ -139,3 +139,11 @@ def test_a_file_and_key_metric_names_one_plot_file():
 
     assert _file_part("data/reid/metrics.json:pretrained.mAP") == "data_reid_metrics.json_pretrained.mAP"
     assert _file_part("knn_top1") == "knn_top1"
+
+
+def test_metric_rows_lead_with_the_evaluations_and_round_to_four_digits():
+    files = {"validate": {"metrics": ["v.json"], "plots": []}, "linear_eval": {"metrics": ["l.json"], "plots": []}}
+    rows = metric_rows(files, before={}, after={"v.json": {"success": True}, "l.json": {"top1": 0.7909999887}},
+                       head={})
+    assert [(r["stage"], r["metric"], r["value"]) for r in rows] == [("linear_eval", "top1", 0.791),
+                                                                     ("validate", "success", True)]

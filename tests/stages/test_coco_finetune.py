@@ -55,7 +55,10 @@ def _stage(project: Path) -> subprocess.CompletedProcess:
 def test_tiny_run_writes_three_blocks_over_seeds_gain_verdicts_and_picture(project):
     proc = _stage(project)
     assert proc.returncode == 0, proc.stderr
-    m = json.loads((project / "data/coco/metrics.json").read_text())
+    m = json.loads((project / "data/coco/details.json").read_text())
+    headline = json.loads((project / "data/coco/metrics.json").read_text())
+    assert headline["status"] == "measured" and set(headline["pretrained"]["bbox"]) == {"AP"}
+    assert set(headline["probe"]["verdicts"]["pretrained_vs_random_init"]) == {"bbox_AP"}
     for block in ("pretrained", "random_init", "supervised"):
         for iou_type in ("bbox", "segm"):
             assert set(m[block][iou_type]) == {"AP", "AP50", "AP75"}

@@ -75,7 +75,12 @@ def test_the_supervised_reference_learns_the_labels_and_resumes(project, monkeyp
 @pytest.mark.parametrize("fast", ["true", "false"])
 def test_outputs_for_three_backbones_over_seeds_with_verdicts(project, monkeypatch, fast):
     _run(monkeypatch, project, f"eval.linear.fast_features={fast}", "eval.seeds=2")
-    m = json.loads((project / "data/linear/metrics.json").read_text())
+    m = json.loads((project / "data/linear/details.json").read_text())
+    headline = json.loads((project / "data/linear/metrics.json").read_text())
+    assert "protocol" not in headline and "per_seed" not in headline["pretrained"], "the metric: results only"
+    assert headline["pretrained"]["top1"] == round(m["pretrained"]["top1"], 4)
+    assert headline["verdicts"]["pretrained_vs_random_init"] == {"top1": {
+        "verdict": m["verdicts"]["pretrained_vs_random_init"]["top1"]["verdict"]}}
     for name in ("pretrained", "random_init", "supervised"):
         assert 0 <= m[name]["top1"] <= m[name]["top5"] <= 1
         assert len(m[name]["per_seed"]["top1"]) == 2
@@ -91,6 +96,7 @@ def test_outputs_for_three_backbones_over_seeds_with_verdicts(project, monkeypat
     lines = (project / "data/linear/curve.csv").read_text().splitlines()
     assert lines[0] == "epoch,random_init_val_top1,pretrained_val_top1,supervised_val_top1" and len(lines) == 3
     assert (project / "data/linear/curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert (project / "data/linear/embedding.png").stat().st_size > 10_000  # t-SNE panels of the 3 backbones
     assert not list((project / "data/linear").glob("*.tmp*"))
 
 

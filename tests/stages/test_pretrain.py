@@ -87,6 +87,8 @@ def test_outputs_metrics_and_learning_curve(uninterrupted):
     assert metrics["expected_false_negatives"] > 0
     curve = (out / "live/plots/metrics/knn_top1.tsv").read_text().strip().splitlines()
     assert curve[0].split("\t")[:2] == ["step", "knn_top1"] and len(curve) == 1 + 3
+    assert (out / "curves.png").stat().st_size > 10_000  # the curves as a picture, readable offline
+    assert not (out / "live/plots/metrics/step.tsv").exists()  # no metric named like DVCLive's step column
     assert 0 <= metrics["random_init_linear_top1"] <= 1 and 0 <= metrics["linear_top1"] <= 1
     assert metrics["linear_gain_points"] == pytest.approx(
         100 * (metrics["linear_top1"] - metrics["random_init_linear_top1"]))

@@ -66,7 +66,7 @@ def test_metrics_picture_and_determinism(template, tmp_path, monkeypatch):
     project = shutil.copytree(template, tmp_path / "project")
     _run(monkeypatch, project)
     out = project / "data/reid"
-    first = (out / "metrics.json").read_text()
+    first = (out / "details.json").read_text()
     m = json.loads(first)
     for name in ("pretrained", "random_init", "supervised"):
         assert m[name]["queries"] == 4 and m[name]["gallery"] == 4 + 6 and m[name]["queries_without_match"] == 0
@@ -80,9 +80,9 @@ def test_metrics_picture_and_determinism(template, tmp_path, monkeypatch):
     assert m["protocol"] == {"height": 64, "width": 32, "flip": True, "adapt_epochs": 0, "seeds": [0],
                              "compared": "per query"}
     assert (out / "top5.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "top5.png"]  # no temporary files left
+    assert sorted(p.name for p in out.iterdir()) == ["details.json", "metrics.json", "top5.png"]  # no temporaries
     _run(monkeypatch, project)
-    assert (out / "metrics.json").read_text() == first  # DVC's caching relies on a deterministic stage
+    assert (out / "details.json").read_text() == first  # DVC's caching relies on a deterministic stage
 
 
 def test_empty_query_set_is_a_clear_error(template, tmp_path, monkeypatch, capsys):
@@ -128,7 +128,7 @@ def test_adaptation_trains_every_backbone_before_retrieval_once_per_seed(templat
         assert not torch.equal(weights["pretrained"], exported["conv1.weight"])
         assert not torch.equal(weights["random_init"], random_conv1)
     assert not torch.equal(evaluated[0]["pretrained"], evaluated[2]["pretrained"])
-    m = json.loads((project / "data/reid/metrics.json").read_text())
+    m = json.loads((project / "data/reid/details.json").read_text())
     adaptation = m["protocol"].pop("adaptation")
     assert m["protocol"] == {"height": 64, "width": 32, "flip": True, "adapt_epochs": 1, "seeds": [0, 1],
                              "compared": "per seed"}
@@ -142,7 +142,7 @@ def test_adaptation_trains_every_backbone_before_retrieval_once_per_seed(templat
     for name in ("pretrained", "random_init", "supervised"):
         assert all(0 <= m[name][k] <= 1 for k in ("rank1", "rank5", "rank10", "mAP"))
         assert len(m[name]["per_seed"]["rank1"]) == 2
-    assert sorted(p.name for p in (project / "data/reid").iterdir()) == ["metrics.json", "top5.png"]
+    assert sorted(p.name for p in (project / "data/reid").iterdir()) == ["details.json", "metrics.json", "top5.png"]
 
 
 def test_too_few_training_images_for_one_adaptation_batch(template, tmp_path, monkeypatch, capsys):

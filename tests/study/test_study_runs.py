@@ -98,3 +98,40 @@ def test_mismatches_name_the_key_and_both_values():
     assert mismatches(params, {"seed": 1, "loss.name": "byol", "train.epochs": 4}) == []
     assert mismatches(params, {"train.epochs": 6, "loss.k": 2}) == [
         "train.epochs = 4 (expected 6)", "loss.k missing (expected 2)"]
+
+
+def test_saved_runs_are_read_back_by_another_clone(tmp_path):
+    import subprocess
+
+    from pipeline.study.runs import load_runs, save_runs
+
+    def git(cwd, *args):
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True,
+                              capture_output=True, text=True).stdout.strip()
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "f").write_text("base")
+    git(repo, "add", "f")
+    git(repo, "commit", "-qm", "base")
+    git(repo, "clone", "-q", str(repo), str(tmp_path / "other"))  # a clone made before any experiment
+    base = git(repo, "rev-parse", "HEAD")
+    for name in ("eff-embedded-byol-s0", "unrelated"):  # what DVC does: a commit on the baseline, under refs/exps
+        (repo / "f").write_text(name)
+        git(repo, "add", "f")
+        tree = git(repo, "write-tree")
+        commit = git(repo, "commit-tree", tree, "-p", base, "-m", name)
+        git(repo, "update-ref", f"refs/exps/{base[:2]}/{base[2:]}/{name}", commit)
+        git(repo, "checkout", "-q", "f")
+    spec = StudySpec(losses=("byol",), seeds=(0,), worlds=("embedded",))
+    bundle, n = save_runs(repo, spec)
+    assert n == 1 and bundle.is_file()
+    (tmp_path / "other/reports").mkdir()
+    (tmp_path / "other/reports" / bundle.name).write_bytes(bundle.read_bytes())
+    assert load_runs(tmp_path / "other") == 1
+    refs = git(tmp_path / "other", "for-each-ref", "--format=%(refname)", "refs/exps").split()
+    assert refs == [f"refs/exps/{base[:2]}/{base[2:]}/eff-embedded-byol-s0"]
+    assert load_runs(tmp_path / "other") == 1, "idempotent"
+    with pytest.raises(StudyError, match="no experiment of the study"):
+        save_runs(repo, StudySpec(losses=("simclr",), seeds=(0,), worlds=("embedded",)))
