@@ -1,4 +1,4 @@
-# Two entry points for a fresh machine (see README): `make repro` and `make test`.
+# Two entry points for a fresh machine (README, docs/setup.md): `make repro` and `make test`.
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
@@ -48,7 +48,7 @@ doctor:           ## what is missing or misconfigured (venv, packages, Debian li
 	@if [ -x .venv/bin/python ]; then .venv/bin/python -m pipeline.doctor; \
 	else echo "FAIL environment: .venv does not exist: run make setup"; exit 1; fi
 
-# Prefect (README, "Orchestration with Prefect"): state in .prefect/ unless PREFECT_HOME is set.
+# Prefect (docs/orchestration.md): state in .prefect/ unless PREFECT_HOME is set.
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 PREFECT_PORT ?= 4200
 CRON ?= 0 3 * * *
@@ -66,7 +66,7 @@ exp:              ## `dvc exp run $(ARGS)` guarded: refuses over edited dvc-add 
 sweep:            ## run the SWEEP as DVC experiments through Prefect against the local server
 	PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:$(PREFECT_PORT)/api} python -m flows.sweep -S '$(SWEEP)'
 
-# The learning-efficiency study (README, "Learning-efficiency study"): DVC experiments, then the report.
+# The learning-efficiency study (docs/study.md): DVC experiments, then the report.
 # STUDY_ARGS narrows or lengthens it, e.g. STUDY_ARGS="--epochs 12" (give report the same options).
 # The default is the budget of the committed reports/efficiency.md: 8 epochs = 312 steps per run, both worlds
 # (docs/study.md); `touch .dvc/tmp/study-stop` stops it after the current run, `make study` resumes.

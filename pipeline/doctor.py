@@ -101,7 +101,7 @@ def check_prefect(url: str | None = None, timeout: float = 3.0) -> Check:
     url = os.environ.get("PREFECT_API_URL") if url is None else url
     if not url:
         return Check("warn", "Prefect", "PREFECT_API_URL is not set: flows start a temporary server of their own; for "
-                                        "schedules run `make server` and `make serve` (README, orchestration)")
+                                        "schedules run `make server` and `make serve` (docs/orchestration.md)")
     try:
         with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=timeout) as r:
             healthy = r.status == 200

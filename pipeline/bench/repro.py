@@ -8,7 +8,7 @@ from DVC's "Running stage" lines. Forced, because on the machine that wrote the 
 is bit-identical, so a plain `dvc repro` would find the evaluation stages' committed outputs current and
 skip them (`--no-force` measures exactly that). Prints a Markdown table (stage, seconds, share of the total) and returns the
 figures (last line: one JSON object). Two commits measured one after the other on one machine give the
-ratio the README quotes (e.g. `--rev 47c0659` and `--rev HEAD`); the clone is deleted unless `--keep`.
+ratio docs/pipeline.md quotes (e.g. `--rev 47c0659` and `--rev HEAD`); the clone is deleted unless `--keep`.
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from ..progress import show_progress
 
-# Modes the loaders accept; L (grayscale) and CMYK are converted to RGB when read, see README.
+# Modes the loaders accept; L (grayscale) and CMYK are converted to RGB when read (docs/own-data.md).
 ACCEPTED_MODES = ("RGB", "L", "CMYK")
 
 
