@@ -13,6 +13,7 @@ Input files are only read, never modified or deleted.
 """
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -27,9 +28,10 @@ from ._common import StageFailed, log, run_stage, write_results
 OUT = Path("data/validated")
 REPORT = Path("data/reports/validate")  # Data Docs and the failure list, also written when validation fails
 PER_FILE_TABLES = ("classification", "sysu", "coco_images", "coco_annotations")
-# summary.json (the DVC metric): the result, files quarantined, datasets skipped; details.json adds every
-# table's rows, expectations evaluated and failed.
-HEADLINE = ("success", "quarantined", "skipped.*")
+# summary.json (the DVC metric): the result, files quarantined, datasets skipped, the manifests' sha256;
+# details.json adds every table's rows, expectations evaluated and failed.
+HEADLINE = ("success", "quarantined", "skipped.*", "manifest_sha.*")
+DATASET_TABLES = ("classification", "sysu", "coco_images", "coco_annotations")
 
 
 def checked_datasets(params) -> tuple[list[str], dict[str, str]]:
@@ -121,9 +123,13 @@ def main() -> None:
             (tmp / "manifests").mkdir()
             for name, df in tables.items():
                 df.to_csv(tmp / "manifests" / f"{name}.csv", index=False)
+            # Which data the run validated, visible in `dvc exp show` (DVC lists no hash for a folder outside
+            # the repository): the manifests' sha256, i.e. every file's path, label, size and dimensions.
+            fingerprint = {name: hashlib.sha256((tmp / "manifests" / f"{name}.csv").read_bytes()).hexdigest()[:12]
+                           for name in tables if name in DATASET_TABLES}
             quarantined.to_csv(tmp / "quarantine.csv", index=False)  # header only unless quarantining
             summary = report.summary() | {"quarantined": int(len(quarantined)),
-                                           "skipped": checked_datasets(params)[1]}
+                                           "skipped": checked_datasets(params)[1], "manifest_sha": fingerprint}
             write_results(tmp, summary, HEADLINE, "summary.json")
         log.info("all expectations met: %s", {k: len(t) for k, t in tables.items()})
         for name, reason in checked_datasets(params)[1].items():

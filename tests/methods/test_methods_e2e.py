@@ -25,6 +25,13 @@ def _exp_data(project: Path, name: str) -> dict:
     return found[0]
 
 
+def _exp_rev(project: Path, name: str) -> str:
+    """The commit of the experiment called `name` (`dvc exp show --json` lists it next to its data)."""
+    shown = json.loads(sh(project, "dvc", "exp", "show", "--json").stdout)
+    return next(run["rev"] for rev in shown for exp in (rev.get("experiments") or []) for run in exp["revs"]
+                if run.get("name") == name)
+
+
 @pytest.mark.parametrize("method, loss, extra", [
     ("byol", "byol", []), ("infonce", "infonce", []), ("simclr", "nt_xent", []), ("simsiam", "negative_cosine", []),
     ("emp_ssl", "coding_rate", ["loss.patches=3", "loss.eval_patches=2"]),  # kNN monitor on bags of 2 patches
@@ -47,7 +54,8 @@ def test_emp_ssl_is_linearly_evaluated_on_bags_of_patches(project):
     linear = _exp_data(project, "emp_ssl_linear")["metrics"]["data/linear/metrics.json"]["data"]
     # The authors' protocol: features extracted once from bags of patches, whatever fast_features says (the
     # protocol is in details.json, which the experiment commit holds next to the metric).
-    details = json.loads(sh(project, "git", "show", "emp_ssl_linear:data/linear/details.json").stdout)
+    rev = _exp_rev(project, "emp_ssl_linear")
+    details = json.loads(sh(project, "git", "show", f"{rev}:data/linear/details.json").stdout)
     assert details["protocol"]["features"] == "patch_bag" and details["protocol"]["fast_features"] is True
     assert 0.0 <= linear["pretrained"]["top1"] <= 1.0
 

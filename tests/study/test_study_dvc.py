@@ -14,7 +14,7 @@ from small_project import BIN, copy_project, git_commit, sh
 
 pytestmark = pytest.mark.slow
 # 2 epochs: the copied project's own pretrain (the triplet default at 1 epoch) must not satisfy a study run.
-TINY = ["--losses", "triplet,byol", "--seeds", "1", "--ks", "", "--epochs", "2", "--worlds", "embedded"]
+TINY = ["--losses", "triplet,byol", "--seeds", "1", "--ks", "", "--worlds", "embedded", "--epochs", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +65,8 @@ def test_runs_are_recorded_by_dvc_running_pretrain_only_and_the_report_reads_the
 def test_report_of_the_full_study_refuses_naming_the_missing_runs(project):
     proc = _study(project, "report", "--out", "reports-full", check=False)
     assert proc.returncode == 1
-    assert re.search(r"1[79] of the study.s 19 runs are not recorded", proc.stderr), proc.stderr
-    assert "eff-infonce-s2" in proc.stderr and "python -m pipeline.study run" in proc.stderr
+    assert re.search(r"4[35] of the study.s 45 runs are not recorded", proc.stderr), proc.stderr
+    assert "eff-embedded_many-emp_ssl-s2" in proc.stderr and "python -m pipeline.study run" in proc.stderr
     assert not (project / "reports-full").exists()
 
 
