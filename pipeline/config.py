@@ -109,7 +109,7 @@ class _OptionalSet(Strict):
 
     @property
     def provided(self) -> bool:
-        return Path(self.root) != Path(ABSENT_ROOT)
+        return Path(self.root).resolve() != Path(ABSENT_ROOT).resolve()
 
 
 class DataSysu(_OptionalSet):
@@ -131,7 +131,7 @@ class Data(Strict):
 
     @model_validator(mode="after")
     def _classification_given(self):
-        if Path(self.classification.root) == Path(ABSENT_ROOT):
+        if Path(self.classification.root).resolve() == Path(ABSENT_ROOT).resolve():
             raise ValueError(f"data.classification.root = {self.classification.root}: every data group needs a "
                              "classification set (pretraining and the linear evaluation train on it)")
         return self

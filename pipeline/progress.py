@@ -1,6 +1,7 @@
 """One rule for progress output: a tqdm bar on an interactive terminal; elsewhere (pipes, CI, Prefect's logs) a
-plain log line at least every `PIPELINE_PROGRESS_EVERY` seconds (30 by default) with the count, rate and ETA,
-so long work is never silent for minutes."""
+plain log line with the count, rate and ETA after the first item that ends `PIPELINE_PROGRESS_EVERY` seconds
+(30 by default) after the last line, so long work is not silent for minutes (an item that itself takes longer,
+e.g. a stalled loader, is not interrupted)."""
 from __future__ import annotations
 
 import logging
@@ -26,8 +27,8 @@ def every_s() -> float:
         value = float(raw) if raw.strip() else DEFAULT_EVERY_S
     except ValueError:
         raise ValueError(f"{ENV_EVERY}={raw!r}: expected a number of seconds") from None
-    if value < 0:
-        raise ValueError(f"{ENV_EVERY}={raw!r}: expected seconds >= 0")
+    if not 0 <= value < float("inf"):
+        raise ValueError(f"{ENV_EVERY}={raw!r}: expected a finite number of seconds >= 0")
     return value
 
 

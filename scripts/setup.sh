@@ -39,7 +39,8 @@ export UV_PYTHON_DOWNLOADS=never
 
 # Offline pages: Vega for `dvc plots show` and the Data Docs' styles and scripts, pinned and hash-checked from
 # the npm registry into .tools/web (pipeline/webassets.py); DVC's plots template points there.
-.venv/bin/python -m pipeline.webassets install
+.venv/bin/python -m pipeline.webassets install || \
+  echo "[setup] warning: offline page assets not installed (no npm registry?): dvc plots show and the Data Docs need a network"
 
 # Analytics off (offline machines): DVC per-repo, GX and Prefect through the Makefile's environment.
 .venv/bin/dvc config --local core.analytics false >/dev/null 2>&1 || true

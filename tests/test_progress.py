@@ -46,6 +46,9 @@ def test_the_interval_defaults_to_30_seconds_and_a_bad_value_names_the_variable(
     monkeypatch.setenv(progress.ENV_EVERY, "soon")
     with pytest.raises(ValueError, match="PIPELINE_PROGRESS_EVERY='soon': expected a number"):
         progress.every_s()
+    monkeypatch.setenv(progress.ENV_EVERY, "nan")
+    with pytest.raises(ValueError, match="expected a finite number of seconds"):
+        progress.every_s()
 
 
 def test_progress_line_states_rate_and_eta_and_copes_without_a_total():
@@ -93,6 +96,13 @@ def test_a_budget_in_steps_derives_the_epochs_and_stops_part_way_through_the_las
     assert b.describe() == "100 steps = 3 epoch(s) of 39 (train.steps), warm-up 58 steps"
     e = Budget(SimpleNamespace(steps=None, epochs=15, warmup_steps=20, warmup_epochs=1.5), 39)
     assert (e.total_steps, e.epochs, e.warmup_steps) == (585, 15, 20)
+    # the supervised reference: one batch per step, train.accumulate batches per pretraining step
+    s = Budget(SimpleNamespace(steps=100, epochs=15, warmup_steps=10, warmup_epochs=1.5), 78, step_scale=2)
+    assert (s.total_steps, s.warmup_steps, s.epochs) == (200, 20, 3)
+    assert b.warning is None and e.warning is None
+    long = Budget(SimpleNamespace(steps=600, epochs=15, warmup_steps=None, warmup_epochs=1.5), 780)
+    assert long.warning.startswith("the warm-up (1170 steps, from train.warmup_epochs = 1.5 epochs of 780 steps) "
+                                   "does not fit in the budget of 600 steps")
 
     params = validate_params(compose(["train.batch_size=12", "train.device=cpu", "train.steps=3",
                                       "model.projector_hidden=64", "model.projector_out=32",

@@ -233,13 +233,16 @@ def use(name: str, conf_dir: Path, *, git_add: bool = True, echo=print) -> Path:
     tmp.write_text(text[:found.start(2)] + name + text[found.end(2):])
     tmp.replace(config)
     echo(f"{config}: defaults now use data={name} (was {previous})")
-    from ..config import CONF_DIR, write_composed
+    from ..config import CONF_DIR, PARAMS_FILE, write_composed
 
+    staged = [config]
     if conf_dir.resolve() == CONF_DIR.resolve():
         write_composed()  # params.yaml follows conf/, for plain `dvc repro` too
         echo(f"  params.yaml recomposed from conf/")
+        staged.append(PARAMS_FILE)
     if git_add:
-        _stage(config)
+        for path in staged:
+            _stage(path)
     return config
 
 

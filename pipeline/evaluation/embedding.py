@@ -41,6 +41,8 @@ def _affinities(x: torch.Tensor, perplexity: float, steps: int = 60) -> torch.Te
 def tsne(features: torch.Tensor, perplexity: float = 30.0, iterations: int = 400, seed: int = 0) -> torch.Tensor:
     """[n, d] features -> [n, 2] map (affinities in float64, the descent in float32; deterministic for a seed)."""
     x = features.detach().double()
+    if len(x) < 3:  # no neighbourhood to preserve: the points side by side
+        return torch.stack([torch.arange(len(x), dtype=torch.float32), torch.zeros(len(x))], 1)
     x = (x - x.mean(0)) / x.std(0).clamp_min(1e-8)
     components = min(50, *x.shape)
     if x.shape[1] > components:  # PCA to 50 dimensions first, as is usual: cheaper distances, less noise

@@ -15,6 +15,7 @@ from ..data.errors import DatasetLayoutError
 from ..evaluation.errors import BackboneLoadError  # not backbone_io: check_params/scan need no torch
 from ..ffcv_io.sidecar import BetonError
 from ..io_safety import DiskFullError, describe_disk_full, disk_full_cause, write_text_atomic
+from ..progress import every_s
 
 log = logging.getLogger("pipeline")
 
@@ -34,6 +35,10 @@ def run_stage(name: str, body: Callable[[Params], None]) -> None:
     log.propagate = False
     restore = _exit_on_sigterm()
     try:
+        try:
+            every_s()  # a bad PIPELINE_PROGRESS_EVERY stops here, not minutes into the work
+        except ValueError as e:
+            raise StageFailed(str(e)) from None
         params = load_params()
         body(params)
     except (ParamsError, DatasetLayoutError, BetonError, BackboneLoadError, StageFailed, DiskFullError) as e:
@@ -118,6 +123,8 @@ def skipped(dataset: str, params, metrics: Path, picture: Path | None = None) ->
     reason = params.data.skipped_reason(dataset)
     if reason is None:
         return False
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, one process writes
+        return True
     if picture is not None:
         from ..evaluation.plots import notice_picture
 

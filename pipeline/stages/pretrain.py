@@ -36,6 +36,8 @@ def main() -> None:
                                  dist, device, monitor=monitor)
             trainer.resume()
             log.info("budget: %s", trainer.budget.describe())
+            if trainer.budget.warning:
+                log.warning("budget: %s", trainer.budget.warning)
             live = _live(trainer.state.history) if dist.is_main else None
             try:
                 state = trainer.fit(live)

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
             loaded = load_runs(root)
             if loaded:
-                print(f"read {loaded} experiment ref(s) from reports/efficiency-runs.bundle")
+                print(f"fetched {loaded} experiment ref(s) from reports/efficiency-runs.bundle")
             command = "python -m pipeline.study " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
             path = report(root, spec, root / args.out, rev=args.rev, command=command)
             print(f"wrote {path.relative_to(root) if path.is_relative_to(root) else path}")

@@ -287,7 +287,8 @@ def summarise_world(world: str, points: list[Point], data: dict[str, RunData]) -
     setup = _setup(next(iter(data.values())))
     setup["seconds"] = seconds
     verdict, statement = _statement(baselines, comparisons, setup)
-    seconds_verdict = _verdict([c for c in comparisons if c.measure.endswith(" s")]) if timed else "not measured"
+    seconds_verdict = ("is not tested" if verdict == "is not tested" else
+                       _verdict([c for c in comparisons if c.measure.endswith(" s")]) if timed else "not measured")
     if timed and REFERENCE in baselines and len(baselines) > 1:
         statement.append(f"At equal training seconds ({seconds:.0f} s, the shortest run's training time; the "
                          f"monitor's passes excluded) the claim {seconds_verdict}"

@@ -114,9 +114,10 @@ class StudySpec:
         for kv in self.extra:
             key = kv.split("=", 1)[0]
             if "=" not in kv or key.split(".")[0] in {"seed", "loss", "data", "method"} or key in (
-                    "train.epochs", "train.monitor_every"):
+                    "train.epochs", "train.steps", "train.warmup_steps", "train.monitor_every"):
                 raise StudyError(f"-S {kv}: expected key=value for a key the study does not set itself "
-                                 "(seed, data, method, loss.*, train.epochs and train.monitor_every are the study's)")
+                                 "(seed, data, method, loss.*, the budget keys train.epochs, train.steps and "
+                                 "train.warmup_steps, and train.monitor_every are the study's)")
         if not self.prefix.replace("-", "").replace("_", "").isalnum():
             raise StudyError(f"prefix = {self.prefix!r}: letters, digits, '-' and '_' only")
 
@@ -297,13 +298,24 @@ def save_runs(root: Path, spec: StudySpec, bundle: Path = BUNDLE) -> tuple[Path,
     return target, len(refs)
 
 
-def load_runs(root: Path, bundle: Path = BUNDLE) -> int:
-    """Fetch the experiments of a saved bundle into this clone (idempotent); returns how many refs it holds."""
+def load_runs(root: Path, bundle: Path = BUNDLE, echo=print) -> int:
+    """Fetch the experiments of a saved bundle that this clone does not have yet (a run recorded here, e.g.
+    re-run with --force, is kept); returns how many it fetched. A bundle that cannot be read (a clone without
+    the commits the runs start from) is a warning: the runs recorded here still make the report."""
     source = Path(root) / bundle
     if not source.is_file():
         return 0
-    _git(root, "fetch", "--quiet", str(source), "+refs/exps/*:refs/exps/*")
-    return len([line for line in _git(root, "bundle", "list-heads", str(source)).splitlines() if line.strip()])
+    try:
+        heads = [line.split()[1] for line in _git(root, "bundle", "list-heads", str(source)).splitlines()
+                 if line.strip()]
+        have = set(_git(root, "for-each-ref", "--format=%(refname)", "refs/exps").split())
+        missing = [ref for ref in heads if ref.startswith("refs/exps/") and ref not in have]
+        if missing:
+            _git(root, "fetch", "--quiet", str(source), *(f"{ref}:{ref}" for ref in missing))
+        return len(missing)
+    except StudyError as e:
+        echo(f"warning: {bundle}: not read ({e}); reporting from the runs recorded in this clone")
+        return 0
 
 
 # --- running ------------------------------------------------------------------------------------------

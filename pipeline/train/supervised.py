@@ -51,7 +51,8 @@ class SupervisedTrainer:
         self.head = nn.Linear(dim, classes)
         self.model = nn.Sequential(self.backbone, self.head).to(device)
         self.optimizer = build_optimizer(t.optimizer, self.model.named_parameters(), t.lr, t.weight_decay, t.momentum)
-        self.budget = Budget(t, len(train_loader))  # pretraining's budget: train.steps or train.epochs
+        # pretraining's budget in images: one batch per step here, train.accumulate batches per step there
+        self.budget = Budget(t, len(train_loader), step_scale=t.accumulate)
         self.steps_per_epoch, self.total_steps = self.budget.steps_per_epoch, self.budget.total_steps
         self.warmup_steps, self.epochs = self.budget.warmup_steps, self.budget.epochs
         self.state = SupervisedState()

@@ -45,3 +45,7 @@ def test_weak_detections_are_still_shown_and_confident_ones_capped():
 def test_tsne_copes_with_fewer_points_than_feature_dimensions():
     x, _ = _clusters(n=30, dim=512)
     assert tsne(x, iterations=50).shape == (30, 2)
+
+
+def test_tsne_of_one_or_two_points_is_a_row_not_a_failure():
+    assert tsne(torch.randn(1, 8)).shape == (1, 2) and torch.isfinite(tsne(torch.randn(2, 8))).all()

@@ -63,3 +63,16 @@ def test_an_evaluation_without_its_dataset_records_skipped_and_needs_no_backbone
     assert set(metrics) == {"status", "reason"}, "no number that could pass for a measurement"
     assert (tmp_path / out / picture).stat().st_size > 1000
     assert not list(Path(tmp_path / out).glob("*.tmp"))
+
+
+def test_the_absent_root_is_recognised_however_it_is_written():
+    absent = (config.REPO / ABSENT_ROOT).resolve()
+    assert not _params(*OWN[:3], f"data.sysu.root={absent}").data.sysu.provided
+
+
+def test_under_torchrun_only_rank_zero_writes_the_skipped_record(tmp_path, monkeypatch):
+    from pipeline.stages._common import skipped
+
+    monkeypatch.setenv("RANK", "1")
+    assert skipped("coco", _params(*OWN), tmp_path / "coco/metrics.json", tmp_path / "coco/predictions.png")
+    assert not (tmp_path / "coco").exists()

@@ -61,6 +61,7 @@ def test_subsets_and_extra_overrides():
     ({"losses": ("triplet", "moco")}, "moco"),
     ({"worlds": ("imagenet",)}, "worlds \\['imagenet'\\]"),
     ({"extra": ("data=imagenet",)}, "-S data=imagenet"),
+    ({"extra": ("train.steps=100",)}, "-S train.steps=100"),
     ({"seeds": ()}, "at least one seed"),
     ({"ks": (0, 2)}, "k must be >= 1"),
     ({"epochs": 0}, "epochs = 0"),
@@ -132,6 +133,12 @@ def test_saved_runs_are_read_back_by_another_clone(tmp_path):
     assert load_runs(tmp_path / "other") == 1
     refs = git(tmp_path / "other", "for-each-ref", "--format=%(refname)", "refs/exps").split()
     assert refs == [f"refs/exps/{base[:2]}/{base[2:]}/eff-embedded-byol-s0"]
-    assert load_runs(tmp_path / "other") == 1, "idempotent"
+    assert load_runs(tmp_path / "other") == 0, "idempotent: nothing left to fetch"
+    lines = []
+    (tmp_path / "third").mkdir()
+    git(tmp_path / "third", "init", "-q")  # a clone without the commit the runs start from
+    (tmp_path / "third/reports").mkdir()
+    (tmp_path / "third/reports" / bundle.name).write_bytes(bundle.read_bytes())
+    assert load_runs(tmp_path / "third", echo=lines.append) == 0 and "not read" in lines[0]
     with pytest.raises(StudyError, match="no experiment of the study"):
         save_runs(repo, StudySpec(losses=("simclr",), seeds=(0,), worlds=("embedded",)))
