@@ -103,3 +103,19 @@ def test_a_python_object_tag_in_params_is_refused_not_constructed(tmp_path):
         load_params(params)
     assert str(params) in str(e.value)
     assert not marker.exists()
+
+
+def test_every_generated_world_is_kept_out_of_git_and_of_experiment_commits():
+    """`generate`'s outputs are `cache: false`: without a .gitignore beside them, every `dvc exp run` in that world
+    would commit the generated images into the experiment (and the study's bundle)."""
+    from ruamel.yaml import YAML
+
+    out_dirs = {"data/embedded"}
+    for group in (CONF_DIR / "data").glob("*.yaml"):
+        generate = (YAML(typ="safe").load(group.read_text()) or {}).get("generate") or {}
+        if generate.get("out_dir"):
+            out_dirs.add(generate["out_dir"])
+    assert "data/embedded_many" in out_dirs
+    for out_dir in sorted(out_dirs):
+        ignore = (CONF_DIR.parent / out_dir / ".gitignore").read_text().split()
+        assert {"/imagenet", "/sysu30k", "/coco"} <= set(ignore), out_dir
