@@ -16,6 +16,16 @@ from pipeline.train.distributed import DistInfo
 from pipeline.train.loop import Pretrainer
 
 
+def _tiny_run(*overrides: str):
+    """Params of a small CPU model and a loader of two identical batches of 12 random two-view images."""
+    params = validate_params(compose(["train.batch_size=12", "train.device=cpu", "model.projector_hidden=64",
+                                      "model.projector_out=32", "model.predictor_hidden=64", *overrides]))
+    gen = torch.Generator().manual_seed(0)
+    batch = (torch.randn(12, 3, 32, 32, generator=gen), torch.randn(12, 3, 32, 32, generator=gen),
+             torch.arange(12) % 3)
+    return params, InMemoryLoader([batch, batch])
+
+
 @pytest.fixture
 def off_terminal(monkeypatch):
     monkeypatch.setattr(progress, "show_progress", lambda: False)
@@ -60,19 +70,14 @@ def test_progress_line_states_rate_and_eta_and_copes_without_a_total():
 def test_pretraining_off_a_terminal_reports_steps_announces_the_monitor_and_records_train_seconds(
         off_terminal, monkeypatch, caplog, tmp_path):
     monkeypatch.setenv(progress.ENV_EVERY, "0")
-    params = validate_params(compose(["train.batch_size=12", "train.device=cpu", "train.epochs=2",
-                                      "model.projector_hidden=64", "model.projector_out=32",
-                                      "model.predictor_hidden=64"]))
-    gen = torch.Generator().manual_seed(0)
-    batch = (torch.randn(12, 3, 32, 32, generator=gen), torch.randn(12, 3, 32, 32, generator=gen),
-             torch.arange(12) % 3)
+    params, loader = _tiny_run("train.epochs=2")
     calls = []
 
     def monitor(backbone):
         calls.append(1)
         return {"knn_top1": 0.5}
 
-    trainer = Pretrainer(params, tmp_path, InMemoryLoader([batch, batch]), DistInfo(), torch.device("cpu"),
+    trainer = Pretrainer(params, tmp_path, loader, DistInfo(), torch.device("cpu"),
                          monitor=monitor)
     with caplog.at_level(logging.INFO, logger="pipeline"):
         state = trainer.fit()
@@ -104,13 +109,8 @@ def test_a_budget_in_steps_derives_the_epochs_and_stops_part_way_through_the_las
     assert long.warning.startswith("the warm-up (1170 steps, from train.warmup_epochs = 1.5 epochs of 780 steps) "
                                    "does not fit in the budget of 600 steps")
 
-    params = validate_params(compose(["train.batch_size=12", "train.device=cpu", "train.steps=3",
-                                      "model.projector_hidden=64", "model.projector_out=32",
-                                      "model.predictor_hidden=64"]))
-    gen = torch.Generator().manual_seed(0)
-    batch = (torch.randn(12, 3, 32, 32, generator=gen), torch.randn(12, 3, 32, 32, generator=gen),
-             torch.arange(12) % 3)
-    state = Pretrainer(params, tmp_path, InMemoryLoader([batch, batch]), DistInfo(), torch.device("cpu")).fit()
+    params, loader = _tiny_run("train.steps=3")
+    state = Pretrainer(params, tmp_path, loader, DistInfo(), torch.device("cpu")).fit()
     assert state.step == 3 and state.epoch == 2 and [h["optimizer_steps"] for h in state.history] == [2, 3]
 
 
