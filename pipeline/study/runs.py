@@ -243,6 +243,7 @@ def recorded_by_baseline(root: Path, rev: str = "HEAD", num: int = 1) -> list[tu
 
     shown = dvc_cli.dvc_json(root, "exp", "show", "--json", "--rev", rev, "-n", str(num), "--hide-queued",
                              "--hide-failed")
+    finished = finished_experiments(root)
     out = []
     for base in shown:
         if base.get("rev") == "workspace":
@@ -253,12 +254,32 @@ def recorded_by_baseline(root: Path, rev: str = "HEAD", num: int = 1) -> list[tu
                 data = run.get("data") or {}
                 if not run.get("name") or run.get("error") or not data:
                     continue
+                if finished.get(run["name"]) != run.get("rev"):
+                    continue  # still running, or killed mid-run: its commit holds the baseline's metrics
                 runs[run["name"]] = {
                     "rev": run["rev"],
                     "params": (data.get("params") or {}).get("params.yaml", {}).get("data", {}),
                     "metrics": {f: v.get("data", {}) for f, v in (data.get("metrics") or {}).items()},
                 }
         out.append((base["rev"], runs))
+    return out
+
+
+def finished_experiments(root: Path) -> dict[str, str]:
+    """name -> commit of every experiment DVC has finished (a ref under refs/exps). `dvc exp show` also lists a
+    run in progress, or one whose process was killed, under the commit it started from, with no way to tell
+    them apart in its JSON; only a finished run has its ref."""
+    import subprocess
+
+    proc = subprocess.run(["git", "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps"], cwd=root,
+                          capture_output=True, text=True)
+    out: dict[str, str] = {}
+    for line in proc.stdout.splitlines():
+        sha, ref = line.split(" ", 1)
+        parts = ref.split("/")
+        # refs/exps/<2 hex>/<38 hex>/<name>: one per recorded experiment (temp and celery refs have other shapes)
+        if len(parts) == 5 and len(parts[2]) == 2 and len(parts[3]) == 38:
+            out[parts[4]] = sha
     return out
 
 

@@ -142,3 +142,30 @@ def test_saved_runs_are_read_back_by_another_clone(tmp_path):
     assert load_runs(tmp_path / "third", echo=lines.append) == 0 and "not read" in lines[0]
     with pytest.raises(StudyError, match="no experiment of the study"):
         save_runs(repo, StudySpec(losses=("simclr",), seeds=(0,), worlds=("embedded",)))
+
+
+def test_only_finished_runs_count_as_recorded(tmp_path, monkeypatch):
+    """`dvc exp show` lists a run whose process was killed (or is still running) like a finished one, under the
+    commit it started from; only a finished run has its ref, so only it is skipped on resume and reported."""
+    import subprocess
+
+    from pipeline import dvc_cli
+    from pipeline.study import runs
+
+    def git(*args):
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                              check=True, capture_output=True, text=True).stdout.strip()
+
+    git("init", "-q", "-b", "main")
+    git("commit", "-q", "--allow-empty", "-m", "base")
+    base = git("rev-parse", "HEAD")
+    done = git("commit-tree", git("write-tree"), "-p", base, "-m", "finished run")
+    git("update-ref", f"refs/exps/{base[:2]}/{base[2:]}/eff-embedded-byol-s0", done)
+    started = git("commit-tree", git("write-tree"), "-p", base, "-m", "killed run's starting commit")
+    data = {"params": {"params.yaml": {"data": {"seed": 0}}}, "metrics": {}}
+    shown = [{"rev": base, "experiments": [{"revs": [
+        {"name": "eff-embedded-byol-s0", "rev": done, "data": data},
+        {"name": "eff-embedded-simclr-s0", "rev": started, "data": data}]}]}]
+    monkeypatch.setattr(dvc_cli, "dvc_json", lambda root, *args: shown)
+    assert runs.finished_experiments(tmp_path) == {"eff-embedded-byol-s0": done}
+    assert set(runs.recorded(tmp_path)) == {"eff-embedded-byol-s0"}
