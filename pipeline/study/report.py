@@ -281,7 +281,9 @@ def summarise_world(world: str, points: list[Point], data: dict[str, RunData]) -
                             "fn_hardest": _last(r.curves.get("fn_hardest"))}
     baselines = {k: v for k, v in losses.items() if k not in VARIANTS_OF_REFERENCE}
     comparisons = _compare(baselines, seconds)
-    variants = _compare({k: v for k, v in losses.items() if k == REFERENCE or k in VARIANTS_OF_REFERENCE}, seconds)
+    # _compare gives the reference minus the other; the variant table reads the other way (k: auto minus k = 2)
+    variants = [Comparison(c.other, c.measure, -c.diff, c.se) for c in _compare(
+        {k: v for k, v in losses.items() if k == REFERENCE or k in VARIANTS_OF_REFERENCE}, seconds)]
     shared = [label for label in VARIANTS_OF_REFERENCE if label in losses and REFERENCE in losses
               and [r.name for r in losses[label]["runs"]] == [r.name for r in losses[REFERENCE]["runs"]]]
     setup = _setup(next(iter(data.values())))
@@ -400,7 +402,7 @@ def _statement(losses: dict, comparisons: list[Comparison], setup: dict) -> tupl
         lines.append("It is not established here: the differences " + "; ".join(
             f"{c.measure} vs {LOSSES[c.other][0]} {_pp(c.diff)} points (2 SE = {100 * 2 * c.se:.1f})"
             for c in within) + " lie within the spread over seeds" + (
-            "; it is ahead beyond the spread on " + ", ".join(f"{c.measure} vs {c.other}" for c in ahead)
+            "; it is ahead beyond the spread on " + ", ".join(f"{c.measure} vs {LOSSES[c.other][0]}" for c in ahead)
             if ahead else "") + ".")
     auc = [c for c in comparisons if c.measure.startswith("mean") and c.verdict in ("ahead", "behind")]
     if auc:

@@ -95,6 +95,8 @@ def test_full_study_report_per_world_with_clear_winner(dvc, tmp_path):
     assert ten.losses["byol"]["fn_selected"] is None and ten.losses["byol"]["fn_hardest_final"].mean == 0.15
     # k: auto is not a baseline of the claim; in the many-class world it is the reference's own runs
     assert "auto" not in {c.other for c in ten.comparisons} and {c.other for c in ten.variants} == {"auto"}
+    final_knn = next(c for c in ten.variants if c.measure == "final kNN top-1")
+    assert final_knn.diff == pytest.approx(0.05) and final_knn.verdict == "ahead", "k: auto minus k = 2: auto ahead"
     assert many.shared == ["auto"] and ten.shared == []
     assert ten.setup["expected_false_negatives"] == pytest.approx(12.7)
     assert many.setup["expected_false_negatives"] == pytest.approx(127 / 144)
@@ -106,6 +108,7 @@ def test_full_study_report_per_world_with_clear_winner(dvc, tmp_path):
     assert "## World `embedded_many` (144 classes)" in md
     assert "| 40.2 ± 1.0 [39.2, 41.2] |" in md  # triplet final kNN: mean ± sd [min, max] in %
     assert "`k: auto` resolves to ranks 14..22 here." in md
+    assert "| truncated triplet, k: auto (false-negative-aware) | final kNN top-1 | +5.0 |" in md
     assert "resolves to the paper's ranks 2..10: its points are the reference's own runs" in md
     assert "eff-embedded-k1-s0" in md and "12.7 of a query's negatives" in md and "the paper's regime" in md
     for world in ("embedded", "embedded_many"):
