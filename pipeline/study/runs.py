@@ -269,13 +269,8 @@ def finished_experiments(root: Path) -> dict[str, str]:
     """name -> commit of every experiment DVC has finished (a ref under refs/exps). `dvc exp show` also lists a
     run in progress, or one whose process was killed, under the commit it started from, with no way to tell
     them apart in its JSON; only a finished run has its ref."""
-    import subprocess
-
-    proc = subprocess.run(["git", "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps"], cwd=root,
-                          capture_output=True, text=True)
     out: dict[str, str] = {}
-    for line in proc.stdout.splitlines():
-        sha, ref = line.split(" ", 1)
+    for ref, sha in _exp_refs(root).items():
         parts = ref.split("/")
         # refs/exps/<2 hex>/<38 hex>/<name>: one per recorded experiment (temp and celery refs have other shapes)
         if len(parts) == 5 and len(parts[2]) == 2 and len(parts[3]) == 38:
@@ -302,13 +297,18 @@ def _git(root: Path, *args: str) -> str:
     return proc.stdout
 
 
+def _exp_refs(root: Path) -> dict[str, str]:
+    """refname -> commit of every ref under refs/exps in this clone (DVC's experiments)."""
+    lines = _git(root, "for-each-ref", "--format=%(refname) %(objectname)", "refs/exps").splitlines()
+    return dict(line.split(" ", 1) for line in lines if line.strip())
+
+
 def save_runs(root: Path, spec: StudySpec, bundle: Path = BUNDLE) -> tuple[Path, int]:
     """Write the study's recorded experiments (their refs and commits, not the history they start from) to a git
     bundle that can be committed: another clone or machine reads them back with `load_runs`, so the report can
     be regenerated from the recorded runs anywhere. Returns (bundle, refs saved)."""
     names = {r.name for r in spec.plan()[1]}
-    refs = [ref for ref in _git(root, "for-each-ref", "--format=%(refname)", "refs/exps").split()
-            if ref.rsplit("/", 1)[-1] in names]
+    refs = [ref for ref in _exp_refs(root) if ref.rsplit("/", 1)[-1] in names]
     if not refs:
         raise StudyError(f"no experiment of the study ({next(iter(sorted(names)))}, ...) is recorded in this clone")
     target = Path(root) / bundle
@@ -329,7 +329,7 @@ def load_runs(root: Path, bundle: Path = BUNDLE, echo=print) -> int:
     try:
         heads = [line.split()[1] for line in _git(root, "bundle", "list-heads", str(source)).splitlines()
                  if line.strip()]
-        have = set(_git(root, "for-each-ref", "--format=%(refname)", "refs/exps").split())
+        have = _exp_refs(root)
         missing = [ref for ref in heads if ref.startswith("refs/exps/") and ref not in have]
         if missing:
             _git(root, "fetch", "--quiet", str(source), *(f"{ref}:{ref}" for ref in missing))
