@@ -564,6 +564,19 @@ def _comparison_table(comparisons: list[Comparison], sign: str = "difference") -
     return md
 
 
+# Beyond this ratio of the slowest method's training time to the fastest one's (EMP-SSL's 20 patches against two
+# views: about 10x), a linear seconds axis squeezes every other method into its first tenth: log it instead.
+LOG_SECONDS_SPAN = 5.0
+
+
+def seconds_span(s: Summary) -> float:
+    """How many times longer the slowest method's mean run trains than the fastest's (1.0 without timings)."""
+    totals = [sum(run[-1] for run in e["seconds"]) / len(e["seconds"])
+              for e in s.losses.values() if e.get("seconds")]
+    totals = [t for t in totals if t > 0]
+    return max(totals) / min(totals) if totals else 1.0
+
+
 def _plots(s: Summary, out: Path) -> list[str]:
     import matplotlib
     matplotlib.use("Agg")
@@ -575,6 +588,7 @@ def _plots(s: Summary, out: Path) -> list[str]:
     w = s.world
     if s.losses:
         timed = s.seconds is not None
+        log_seconds = timed and seconds_span(s) > LOG_SECONDS_SPAN
         fig, axes = plt.subplots(2, 2 if timed else 1, figsize=(12 if timed else 6.5, 8), squeeze=False)
         for row, (key, name) in enumerate(TOP1):
             for label, e in s.losses.items():
@@ -589,12 +603,16 @@ def _plots(s: Summary, out: Path) -> list[str]:
                                               color=colours[label], alpha=0.12, lw=0)
                 if timed:
                     xs = [sum(c) / len(c) for c in zip(*e["seconds"])]
-                    axes[row][1].plot(xs, mean, **style)
+                    first = 1 if log_seconds else 0  # epoch 0 sits at 0 s, off a log axis
+                    axes[row][1].plot(xs[first:], mean[first:], **style)
             axes[row][0].set_xlabel("epoch (0 = random init)")
             axes[row][0].xaxis.set_major_locator(MaxNLocator(integer=True))
             if timed:
                 axes[row][1].axvline(s.seconds, color="grey", lw=1, ls=":")
-                axes[row][1].set_xlabel("training seconds (mean over seeds; monitor excluded)")
+                axes[row][1].set_xlabel("training seconds (mean over seeds; monitor excluded)"
+                                        + ("; log scale, from epoch 1" if log_seconds else ""))
+                if log_seconds:
+                    axes[row][1].set_xscale("log")
             for ax in axes[row]:
                 ax.set_ylabel(f"{name} top-1 (val)")
                 ax.set_title(f"{name} top-1, world {w}")

@@ -128,6 +128,21 @@ def test_equal_seconds_credits_a_faster_method_that_ties_at_equal_epochs(dvc, tm
     assert s.losses["emp_ssl"]["at_seconds"]["knn_top1"].mean == pytest.approx(0.20 + 0.75 * 0.2 / 3 + 0.002 / 4,
                                                                                 abs=1e-3)
     assert any(line.startswith("At equal training seconds (30 s") and "holds" in line for line in s.statement)
+    assert rep.seconds_span(s) == pytest.approx(4.0, rel=0.01)  # 4x: the seconds axis stays linear
+
+
+def test_the_seconds_axis_turns_log_when_one_method_trains_far_longer(dvc, tmp_path, monkeypatch):
+    spec = StudySpec(losses=("triplet", "emp_ssl"), **ONE_WORLD)
+    dvc(spec, {"triplet": 0.40, "emp_ssl": 0.60}, seconds={"triplet": 10.0, "emp_ssl": 100.0})
+    s = rep.summarise(*rep.collect(tmp_path, spec)[:2]).worlds["embedded"]
+    assert rep.seconds_span(s) == pytest.approx(10.0) and rep.LOG_SECONDS_SPAN < 10.0
+    from matplotlib.figure import Figure
+    figures, real_savefig = [], Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **kw: (figures.append(fig), real_savefig(fig, *a, **kw)))
+    rep._plots(s, tmp_path)
+    seconds_axes = [ax for ax in figures[0].axes if ax.get_xlabel().startswith("training seconds")]
+    assert len(seconds_axes) == 2 and all(ax.get_xscale() == "log" for ax in seconds_axes)
+    assert all(min(ax.lines[0].get_xdata()) > 0 for ax in seconds_axes), "epoch 0 (0 s) is left off the log axis"
 
 
 def test_value_at_interpolates_and_refuses_outside_the_curve():
