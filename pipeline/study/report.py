@@ -295,6 +295,19 @@ def summarise_world(world: str, points: list[Point], data: dict[str, RunData]) -
         statement.append(f"At equal training seconds ({seconds:.0f} s, the shortest run's training time; the "
                          f"monitor's passes excluded) the claim {seconds_verdict}"
                          + _beyond([c for c in comparisons if c.measure.endswith(" s")]) + ".")
+        # A method whose first epoch ends after the common time has no measured point before it: its value
+        # there is read on the straight line from its random init to epoch 1, an estimate.
+        late = {label: sum(r.curves["train_seconds"][0] for r in e["runs"]) / len(e["runs"])
+                for label, e in losses.items() if label not in VARIANTS_OF_REFERENCE}
+        late = {label: first for label, first in late.items() if first > seconds}
+        if late:
+            statement.append(
+                f"No measured point before {seconds:.0f} s for "
+                + ", ".join(f"{LOSSES[label][0]} (its first epoch ends at {first:.0f} s)" for label, first in late.items())
+                + (": its top-1 there is interpolated between its random init and epoch 1, an estimate that"
+                   " assumes it learns at an even pace through that epoch." if len(late) == 1 else
+                   ": their top-1 there is interpolated between their random init and epoch 1, an estimate that"
+                   " assumes they learn at an even pace through that epoch."))
     return Summary(world, losses, dict(sorted(ks.items())), comparisons, verdict, seconds_verdict, statement, setup,
                    [c for c in variants if c.other != REFERENCE], shared, seconds)
 
@@ -609,8 +622,8 @@ def _plots(s: Summary, out: Path) -> list[str]:
             axes[row][0].xaxis.set_major_locator(MaxNLocator(integer=True))
             if timed:
                 axes[row][1].axvline(s.seconds, color="grey", lw=1, ls=":")
-                axes[row][1].set_xlabel("training seconds (mean over seeds; monitor excluded)"
-                                        + ("; log scale, from epoch 1" if log_seconds else ""))
+                axes[row][1].set_xlabel("training seconds, log scale from epoch 1 (seed mean)" if log_seconds
+                                        else "training seconds (mean over seeds; monitor excluded)")
                 if log_seconds:
                     axes[row][1].set_xscale("log")
             for ax in axes[row]:

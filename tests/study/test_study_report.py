@@ -128,6 +128,8 @@ def test_equal_seconds_credits_a_faster_method_that_ties_at_equal_epochs(dvc, tm
     assert s.losses["emp_ssl"]["at_seconds"]["knn_top1"].mean == pytest.approx(0.20 + 0.75 * 0.2 / 3 + 0.002 / 4,
                                                                                 abs=1e-3)
     assert any(line.startswith("At equal training seconds (30 s") and "holds" in line for line in s.statement)
+    assert any(line.startswith("No measured point before 30 s for EMP-SSL (its first epoch ends at 40 s)")
+               for line in s.statement), s.statement
     assert rep.seconds_span(s) == pytest.approx(4.0, rel=0.01)  # 4x: the seconds axis stays linear
 
 
