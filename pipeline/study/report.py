@@ -303,7 +303,8 @@ def summarise_world(world: str, points: list[Point], data: dict[str, RunData]) -
         if late:
             statement.append(
                 f"No measured point before {seconds:.0f} s for "
-                + ", ".join(f"{LOSSES[label][0]} (its first epoch ends at {first:.0f} s)" for label, first in late.items())
+                + ", ".join(f"{LOSSES[label][0]} (its first epoch ends at {first:.0f} s)"
+                            for label, first in late.items())
                 + (": its top-1 there is interpolated between its random init and epoch 1, an estimate that"
                    " assumes it learns at an even pace through that epoch." if len(late) == 1 else
                    ": their top-1 there is interpolated between their random init and epoch 1, an estimate that"
