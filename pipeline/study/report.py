@@ -297,9 +297,9 @@ def summarise_world(world: str, points: list[Point], data: dict[str, RunData]) -
                          + _beyond([c for c in comparisons if c.measure.endswith(" s")]) + ".")
         # A method whose first epoch ends after the common time has no measured point before it: its value
         # there is read on the straight line from its random init to epoch 1, an estimate.
-        late = {label: sum(r.curves["train_seconds"][0] for r in e["runs"]) / len(e["runs"])
-                for label, e in losses.items() if label not in VARIANTS_OF_REFERENCE}
-        late = {label: first for label, first in late.items() if first > seconds}
+        firsts = {label: Stats([run[1] for run in e["seconds"]]).mean
+                  for label, e in losses.items() if label not in VARIANTS_OF_REFERENCE}
+        late = {label: first for label, first in firsts.items() if first > seconds}
         if late:
             statement.append(
                 f"No measured point before {seconds:.0f} s for "
@@ -585,8 +585,7 @@ LOG_SECONDS_SPAN = 5.0
 
 def seconds_span(s: Summary) -> float:
     """How many times longer the slowest method's mean run trains than the fastest's (1.0 without timings)."""
-    totals = [sum(run[-1] for run in e["seconds"]) / len(e["seconds"])
-              for e in s.losses.values() if e.get("seconds")]
+    totals = [e["train_seconds"].mean for e in s.losses.values() if e.get("train_seconds")]
     totals = [t for t in totals if t > 0]
     return max(totals) / min(totals) if totals else 1.0
 
